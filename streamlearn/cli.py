@@ -1,0 +1,159 @@
+"""The ``streamlearn`` command.
+
+::
+
+    streamlearn demo [--bootstrap HOST:PORT] [--seconds S]  # local broker, demo stream, daemon, live metrics
+    streamlearn run CONFIG                                  # Kafka consumer daemon
+    streamlearn replay CONFIG --input PATH [--report DIR]   # prequential evaluation of a logged stream
+    streamlearn checkpoints list DIR | show PATH [--json]   # what is stored
+    streamlearn export DATASET PATH                         # a river bundled data set as JSONL events
+
+Exit codes: 0 success, 1 runtime failure (message, no traceback), 2 bad usage or
+an invalid config (the message names the key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+import structlog
+
+from streamlearn import __version__
+from streamlearn.logs import configure_logging
+
+log = structlog.get_logger("streamlearn.cli")
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM/SIGINT set the returned event; the loop then finishes its batch and checkpoints."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():  # a second Ctrl-C: the user insists
+            raise KeyboardInterrupt
+        log.info("stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from streamlearn.engine.replay import replay
+
+    report = replay(
+        args.config,
+        args.input,
+        args.report,
+        progress=False if args.no_progress else None,
+        stop=_stop_on_signals(),
+        max_records=args.max_events,
+    )
+    summary = {
+        "events": report["events"],
+        "dead_letters": report["dead_letters"],
+        "events_per_second": round(report["events_per_second"], 1),
+        "final_metrics": report["final_metrics"],
+    }
+    if "report_path" in report:
+        summary["report"] = report["report_path"]
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from streamlearn.datasets import export_dataset
+
+    n = export_dataset(args.dataset, args.path, args.limit)
+    print(f"wrote {n} events to {args.path}")
+    return 0
+
+
+def _cmd_checkpoints(args: argparse.Namespace) -> int:
+    from streamlearn.engine import checkpoint_cli
+
+    return checkpoint_cli.main(args)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from streamlearn.engine.daemon import run_daemon
+
+    return run_daemon(args.config, stop=_stop_on_signals())
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from streamlearn.demo import run_demo
+
+    return run_demo(args, stop=_stop_on_signals())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamlearn", description="Continual and online learning on event streams.")
+    parser.add_argument("--version", action="version", version=f"streamlearn {__version__}")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-json", action="store_true", default=None, help="JSON log lines (default when not a terminal)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("replay", help="prequential evaluation of a logged stream")
+    p.add_argument("config", help="TOML config")
+    p.add_argument("--input", help="logged stream: .jsonl, .csv or .parquet (default: [input] path)")
+    p.add_argument("--report", metavar="DIR", help="write report.json and plots here")
+    p.add_argument("--max-events", type=int, help="stop after this many events")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("run", help="Kafka consumer daemon")
+    p.add_argument("config", help="TOML config")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("demo", help="local broker + demo stream + daemon + live metrics")
+    p.add_argument("--bootstrap", help="use this Kafka cluster instead of starting the bundled broker")
+    p.add_argument("--events", type=int, default=20_000, help="events in the demo stream")
+    p.add_argument("--seconds", type=float, default=60.0, help="stop after this long at most")
+    p.add_argument("--dir", default="streamlearn-demo", help="checkpoints, outputs and the report go here")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("checkpoints", help="list or show stored checkpoints")
+    csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = csub.add_parser("list", help="the checkpoints in a directory (or pyarrow.fs URI)")
+    q.add_argument("dir")
+    q.add_argument("--json", action="store_true")
+    q = csub.add_parser("show", help="one checkpoint: positions, events, hash, metrics, parameters")
+    q.add_argument("path")
+    q.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_checkpoints)
+
+    p = sub.add_parser("export", help="write a river bundled data set as JSONL events")
+    p.add_argument("dataset", help="river data set, e.g. phishing, bananas")
+    p.add_argument("path")
+    p.add_argument("--limit", type=int)
+    p.set_defaults(func=_cmd_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from streamlearn.engine.config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level, args.log_json)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"streamlearn: config error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        print(f"streamlearn: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("streamlearn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

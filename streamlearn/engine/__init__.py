@@ -1,0 +1,1 @@
+"""The processing loop, checkpoints, evaluation and metrics."""

@@ -1,0 +1,464 @@
+"""Parquet checkpoints of learner state, and the store that keeps them.
+
+A checkpoint is one Parquet file with one row per state entry:
+
+========  ===============  ==============================================================
+column    type             meaning
+========  ===============  ==============================================================
+name      string           the state key, e.g. ``learner/weights``
+kind      string           ``ndarray``, ``int``, ``float``, ``str`` or ``bool``
+dtype     string           NumPy dtype of an array (``<f8``), else the kind
+shape     list<int64>      array shape (empty for scalars)
+data      large_binary     the exact bytes: C-order little-endian array data, UTF-8 text,
+                           a decimal integer, an IEEE-754 double, or one byte for a bool
+text      string           the value of ``str`` entries (JSON state is readable in SQL)
+number    double           the value of numeric scalars
+========  ===============  ==============================================================
+
+so ``duckdb.sql("select name, dtype, shape, text, number from 'ckpt.parquet'")``
+works without streamlearn, and ``np.frombuffer(data, dtype).reshape(shape)``
+rebuilds an array. The file's key-value metadata ``streamlearn`` holds JSON:
+learner class and parameters, library versions, the source positions the state
+includes, events processed, the SHA-256 of the state (``state_hash``), metrics
+and the wall-clock time.
+
+``manifest.json`` beside the checkpoints lists them oldest first (file name,
+sequence, events, hash, positions, time) and is plain JSON.
+
+Rules (see DESIGN.md): a checkpoint is written under a temporary name, fsync'd and
+renamed; the manifest likewise, so a reader never sees half of either. Loading
+verifies the hash; a corrupt or truncated checkpoint is reported and the previous
+good one is used. Nothing is pickled: loading reads arrays, numbers and strings,
+never code. The location is a local directory or any ``pyarrow.fs`` URI
+(``s3://bucket/prefix``); on object stores each PUT is atomic, so the temporary
+name + move protocol gives the same guarantee. The last ``keep`` are retained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import structlog
+
+from streamlearn import __version__
+from streamlearn.learners.base import State, check_state, state_hash
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointInfo",
+    "CheckpointStore",
+    "CorruptCheckpoint",
+    "read_checkpoint",
+    "state_from_table",
+    "state_to_table",
+]
+
+log = structlog.get_logger("streamlearn.checkpoint")
+
+FORMAT = "streamlearn-checkpoint/1"
+MANIFEST = "manifest.json"
+METADATA_KEY = b"streamlearn"
+PREFIX = "checkpoint-"
+
+SCHEMA = pa.schema(
+    [
+        ("name", pa.string()),
+        ("kind", pa.string()),
+        ("dtype", pa.string()),
+        ("shape", pa.list_(pa.int64())),
+        ("data", pa.large_binary()),
+        ("text", pa.string()),
+        ("number", pa.float64()),
+    ]
+)
+
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint that cannot be read or whose state does not match its hash."""
+
+
+@dataclasses.dataclass
+class CheckpointInfo:
+    """One manifest entry."""
+
+    file: str
+    seq: int
+    events: int
+    sha256: str
+    time: str
+    bytes: int = 0
+    positions: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A loaded checkpoint: the verified state and its metadata."""
+
+    state: State
+    metadata: dict[str, Any]
+    path: str
+
+    @property
+    def positions(self) -> dict[str, Any]:
+        return self.metadata.get("positions", {})
+
+    @property
+    def events(self) -> int:
+        return int(self.metadata.get("events", 0))
+
+
+# --------------------------------------------------------------------------- state <-> Arrow
+
+
+def _encode_entry(value: Any) -> tuple[str, str, list[int], Any, str | None, float | None]:
+    if isinstance(value, np.ndarray):
+        arr = np.ascontiguousarray(value)
+        if arr.dtype.byteorder == ">":
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+        return "ndarray", arr.dtype.str, list(arr.shape), memoryview(arr.reshape(-1).view(np.uint8)), None, None
+    if isinstance(value, bool | np.bool_):
+        return "bool", "bool", [], b"\x01" if value else b"\x00", None, float(value)
+    if isinstance(value, int | np.integer):
+        return "int", "int", [], str(int(value)).encode(), None, float(value)
+    if isinstance(value, float | np.floating):
+        return "float", "float", [], np.float64(value).tobytes(), None, float(value)
+    if isinstance(value, str):
+        return "str", "str", [], value.encode("utf-8"), value, None
+    raise TypeError(f"cannot store a {type(value).__name__}")
+
+
+def state_to_table(state: Mapping[str, Any]) -> pa.Table:
+    """A state as an Arrow table in the checkpoint layout (arrays are copied once, into Arrow)."""
+    check_state(state)
+    names = sorted(state)
+    kinds, dtypes, shapes, texts, numbers, chunks = [], [], [], [], [], []
+    for name in names:
+        kind, dtype, shape, data, text, number = _encode_entry(state[name])
+        kinds.append(kind)
+        dtypes.append(dtype)
+        shapes.append(shape)
+        chunks.append(data)
+        texts.append(text)
+        numbers.append(number)
+    sizes = np.fromiter((len(c) if not isinstance(c, memoryview) else c.nbytes for c in chunks), np.int64, len(chunks))
+    offsets = np.zeros(len(chunks) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    body = np.empty(int(offsets[-1]), dtype=np.uint8)
+    for chunk, start, stop in zip(chunks, offsets[:-1], offsets[1:], strict=True):
+        body[start:stop] = np.frombuffer(chunk, dtype=np.uint8)
+    data = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(chunks), [None, pa.py_buffer(offsets), pa.py_buffer(body)]
+    )
+    return pa.Table.from_arrays(
+        [
+            pa.array(names, pa.string()),
+            pa.array(kinds, pa.string()),
+            pa.array(dtypes, pa.string()),
+            pa.array(shapes, pa.list_(pa.int64())),
+            data,
+            pa.array(texts, pa.string()),
+            pa.array(numbers, pa.float64()),
+        ],
+        schema=SCHEMA,
+    )
+
+
+def state_from_table(table: pa.Table) -> State:
+    """Inverse of :func:`state_to_table`. Arrays are writable copies owned by the caller."""
+    if table.schema.names[: len(SCHEMA.names)] != SCHEMA.names:
+        raise CorruptCheckpoint(f"unexpected columns {table.schema.names}")
+    table = table.combine_chunks()
+    names = table.column("name").to_pylist()
+    kinds = table.column("kind").to_pylist()
+    dtypes = table.column("dtype").to_pylist()
+    shapes = table.column("shape").to_pylist()
+    data = table.column("data").chunk(0) if table.num_rows else None
+    state: State = {}
+    if data is None:
+        return state
+    _, offsets_buf, body_buf = data.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[data.offset : data.offset + len(data) + 1]
+    body = np.frombuffer(body_buf, dtype=np.uint8) if body_buf is not None else np.empty(0, np.uint8)
+    for i, name in enumerate(names):
+        raw = body[offsets[i] : offsets[i + 1]]
+        kind = kinds[i]
+        try:
+            if kind == "ndarray":
+                state[name] = raw.view(np.dtype(dtypes[i])).reshape(shapes[i]).copy()
+            elif kind == "str":
+                state[name] = raw.tobytes().decode("utf-8")
+            elif kind == "int":
+                state[name] = int(raw.tobytes().decode("ascii"))
+            elif kind == "float":
+                state[name] = float(raw.view(np.float64)[0])
+            elif kind == "bool":
+                state[name] = bool(raw[0])
+            else:
+                raise CorruptCheckpoint(f"entry {name!r} has unknown kind {kind!r}")
+        except (ValueError, TypeError, IndexError) as exc:
+            raise CorruptCheckpoint(f"entry {name!r} cannot be decoded: {exc}") from None
+    return state
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {"streamlearn": __version__, "python": platform.python_version(), "pyarrow": pa.__version__}
+    versions["numpy"] = np.__version__
+    for name in ("river", "torch", "kafka"):
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "__version__"):
+            versions[name] = str(module.__version__)
+    return versions
+
+
+def read_checkpoint(path: str, filesystem: pafs.FileSystem | None = None) -> Checkpoint:
+    """Read one checkpoint file and verify its hash; raises :class:`CorruptCheckpoint`."""
+    if filesystem is None:
+        filesystem, path = _resolve(path)
+    try:
+        with filesystem.open_input_file(path) as f:
+            parquet = pq.ParquetFile(f)
+            raw_meta = (parquet.schema_arrow.metadata or {}).get(METADATA_KEY)
+            table = parquet.read()
+    except (OSError, pa.ArrowException) as exc:
+        raise CorruptCheckpoint(f"{path}: not a readable Parquet file ({exc})") from None
+    if raw_meta is None:
+        raise CorruptCheckpoint(f"{path}: no streamlearn metadata")
+    try:
+        metadata = json.loads(raw_meta)
+    except ValueError as exc:
+        raise CorruptCheckpoint(f"{path}: metadata is not JSON ({exc})") from None
+    state = state_from_table(table)
+    digest = state_hash(state)
+    if digest != metadata.get("sha256"):
+        raise CorruptCheckpoint(f"{path}: state hash {digest[:12]}… does not match the stored {str(metadata.get('sha256'))[:12]}…")
+    return Checkpoint(state=state, metadata=metadata, path=path)
+
+
+def _resolve(location: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in location and not location.startswith("file://"):
+        return pafs.FileSystem.from_uri(location)
+    path = location.removeprefix("file://")
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class CheckpointStore:
+    """Checkpoints in a directory (or ``pyarrow.fs`` location) with a manifest and retention.
+
+    Parameters
+    ----------
+    location
+        A local directory, or a URI ``pyarrow.fs`` understands (``s3://bucket/prefix``).
+    keep
+        Checkpoints retained; older ones are deleted after a newer one is durable.
+    filesystem
+        A ``pyarrow.fs.FileSystem`` to use instead of resolving ``location``
+        (then ``location`` is a path inside it).
+
+    Example
+    -------
+
+    >>> import numpy as np, tempfile
+    >>> store = CheckpointStore(tempfile.mkdtemp(), keep=2)
+    >>> info = store.save({"w": np.arange(3.0), "n": 3}, events=3, positions={"f": {"row": 3}})
+    >>> store.load_latest().state["w"]
+    array([0., 1., 2.])
+    """
+
+    def __init__(self, location: str | os.PathLike, keep: int = 5, filesystem: pafs.FileSystem | None = None):
+        location = os.fspath(location)
+        if filesystem is None:
+            self.fs, self.root = _resolve(location)
+        else:
+            self.fs, self.root = filesystem, location.rstrip("/")
+        self.keep = keep
+        self.location = location
+        self._local = isinstance(self.fs, pafs.LocalFileSystem)
+        self._dir_ready = False
+
+    def _path(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    # ------------------------------------------------------------------ writing
+
+    def _write_atomic(self, name: str, write: Any) -> int:
+        """Write via ``write(file)`` to a temporary name, fsync, rename; returns the size."""
+        if not self._dir_ready:
+            self.fs.create_dir(self.root, recursive=True)
+            self._dir_ready = True
+        tmp = self._path(f".{name}.{uuid.uuid4().hex}.tmp")
+        final = self._path(name)
+        if self._local:
+            with open(tmp, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+                size = f.tell()
+            os.replace(tmp, final)
+            dir_fd = os.open(self.root, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+            return size
+        with self.fs.open_output_stream(tmp) as f:
+            write(f)
+            size = f.tell()
+        self.fs.move(tmp, final)
+        return size
+
+    def save(
+        self,
+        state: Mapping[str, Any],
+        *,
+        events: int = 0,
+        positions: Mapping[str, Any] | None = None,
+        learner: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> CheckpointInfo:
+        """Write a checkpoint durably, then record it in the manifest and apply retention."""
+        t0 = time.perf_counter()
+        table = state_to_table(state)
+        digest = state_hash(state)
+        entries = self._read_manifest()
+        seq = max((e.seq for e in entries), default=0) + 1
+        now = dt.datetime.now(dt.UTC)
+        metadata = {
+            "format": FORMAT,
+            "seq": seq,
+            "events": int(events),
+            "positions": dict(positions or {}),
+            "sha256": digest,
+            "learner": dict(learner or {}),
+            "metrics": dict(metrics or {}),
+            "versions": _library_versions(),
+            "time": now.isoformat(),
+            "unix_time": now.timestamp(),
+            **dict(extra or {}),
+        }
+        table = table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata).encode()})
+        name = f"{PREFIX}{seq:010d}.parquet"
+
+        def write(f: Any) -> None:
+            pq.write_table(
+                table,
+                f,
+                compression="none",
+                use_dictionary=False,
+                write_statistics=["name", "kind", "dtype"],
+                data_page_size=1 << 20,
+            )
+
+        size = self._write_atomic(name, write)
+        info = CheckpointInfo(
+            file=name,
+            seq=seq,
+            events=int(events),
+            sha256=digest,
+            time=metadata["time"],
+            bytes=size,
+            positions=metadata["positions"],
+        )
+        entries.append(info)
+        kept, dropped = entries[-self.keep :], entries[: -self.keep]
+        self._write_manifest(kept)
+        for old in dropped:
+            self._delete(old.file)
+        log.info(
+            "checkpoint written",
+            file=name,
+            events=events,
+            bytes=size,
+            seconds=round(time.perf_counter() - t0, 4),
+            sha256=digest[:12],
+        )
+        return info
+
+    def _delete(self, name: str) -> None:
+        try:
+            self.fs.delete_file(self._path(name))
+        except (FileNotFoundError, OSError) as exc:
+            log.warning("could not delete old checkpoint", file=name, error=str(exc))
+
+    # ------------------------------------------------------------------ manifest
+
+    def _write_manifest(self, entries: list[CheckpointInfo]) -> None:
+        body = json.dumps(
+            {"format": FORMAT, "checkpoints": [dataclasses.asdict(e) for e in entries]}, indent=1
+        ).encode()
+        self._write_atomic(MANIFEST, lambda f: f.write(body))
+
+    def _read_manifest(self) -> list[CheckpointInfo]:
+        try:
+            with self.fs.open_input_stream(self._path(MANIFEST)) as f:
+                data = json.loads(f.read())
+            return [CheckpointInfo(**e) for e in data["checkpoints"]]
+        except FileNotFoundError:
+            return self._scan()
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("manifest unreadable; scanning the directory instead", error=str(exc))
+            return self._scan()
+
+    def _scan(self) -> list[CheckpointInfo]:
+        """Checkpoint files found in the directory, oldest first (when the manifest is missing)."""
+        selector = pafs.FileSelector(self.root, allow_not_found=True)
+        entries = []
+        for item in self.fs.get_file_info(selector):
+            base = item.base_name
+            if base.startswith(PREFIX) and base.endswith(".parquet"):
+                try:
+                    seq = int(base[len(PREFIX) : -len(".parquet")])
+                except ValueError:
+                    continue
+                entries.append(CheckpointInfo(file=base, seq=seq, events=-1, sha256="", time="", bytes=item.size or 0))
+        return sorted(entries, key=lambda e: e.seq)
+
+    def list(self) -> list[CheckpointInfo]:
+        """The checkpoints, oldest first."""
+        return self._read_manifest()
+
+    # ------------------------------------------------------------------ reading
+
+    def load(self, name: str) -> Checkpoint:
+        """Load one checkpoint by file name (verifies its hash)."""
+        return read_checkpoint(self._path(name), self.fs)
+
+    def load_latest(self) -> Checkpoint | None:
+        """The newest checkpoint whose hash verifies; corrupt ones are logged and skipped."""
+        entries = self._read_manifest()
+        for info in reversed(entries):
+            try:
+                checkpoint = self.load(info.file)
+            except (CorruptCheckpoint, FileNotFoundError, OSError) as exc:
+                log.error(
+                    "checkpoint corrupt or unreadable; falling back to the previous one",
+                    file=info.file,
+                    error=str(exc),
+                )
+                continue
+            if info.sha256 and checkpoint.metadata.get("sha256") != info.sha256:
+                log.error(
+                    "checkpoint does not match its manifest entry; falling back to the previous one",
+                    file=info.file,
+                )
+                continue
+            return checkpoint
+        if entries:
+            log.error("no good checkpoint found; starting from scratch", location=self.location)
+        return None

@@ -1,0 +1,249 @@
+"""The processing loop: source → decode/validate → processor (predict, learn) → sinks.
+
+One loop serves the replay tool and the daemon. Per micro-batch it
+
+1. reads up to ``batch_size`` records from the source,
+2. parses each record's JSON and lets the processor check it; a record that
+   fails goes to the dead-letter sink with the reason, its position and the raw
+   bytes (never a crash, never a silent drop),
+3. hands the good events to the processor, which predicts and learns,
+4. writes the outputs, records metric history, and lets the checkpointer decide
+   whether a checkpoint is due (it owns the flush → checkpoint → commit order).
+
+Metric history points fall exactly on multiples of ``history_every`` records:
+the loop never reads across such a boundary.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from streamlearn.connectors.base import Record, Sink, Source
+from streamlearn.engine.processor import BadEvent, Item, Processor
+
+__all__ = ["Engine", "RunStats", "dead_letter"]
+
+log = structlog.get_logger("streamlearn.engine")
+
+#: Distinct dead-letter reasons counted one by one in the stats; the rest are "other".
+MAX_REASONS = 50
+
+
+@dataclasses.dataclass
+class RunStats:
+    """Counters of one run (what the report and Prometheus show)."""
+
+    records: int = 0
+    #: Records already in the state when this run began (resumed from a checkpoint).
+    resumed_at: int = 0
+    processed: int = 0
+    dead_letters: int = 0
+    outputs: int = 0
+    batches: int = 0
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    busy_seconds: float = 0.0
+    reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    @property
+    def events_per_second(self) -> float:
+        return (self.records - self.resumed_at) / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def _raw_fields(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, bytes | bytearray):
+        try:
+            return {"raw": raw.decode("utf-8")}
+        except UnicodeDecodeError:
+            return {"raw_base64": base64.b64encode(raw).decode("ascii")}
+    return {"raw": raw}
+
+
+def dead_letter(reason: str, position: dict[str, Any], raw: Any) -> dict[str, Any]:
+    """The dead-letter record: why, where from, what exactly was received."""
+    return {"reason": reason, "source": position, **_raw_fields(raw), "ts": int(time.time() * 1000)}
+
+
+class Engine:
+    """Runs a processor over a source.
+
+    Parameters
+    ----------
+    processor
+        The learner family's processor (it holds the learner).
+    source
+        Where records come from.
+    outputs
+        Sink for predictions / label requests / decisions (None: outputs are not produced).
+    dead_letters
+        Sink for bad events; None keeps only the counters (and logs each one).
+    batch_size
+        Most records per micro-batch.
+    max_event_bytes
+        Larger raw events are dead letters.
+    history_every
+        Record the metric values every this many records.
+    checkpointer
+        Optional; told after every batch and at the end (see ``engine.checkpointing``).
+    on_batch
+        Called with the stats after every batch (progress bars, Prometheus gauges).
+    """
+
+    def __init__(
+        self,
+        processor: Processor,
+        source: Source,
+        *,
+        outputs: Sink | None = None,
+        dead_letters: Sink | None = None,
+        batch_size: int = 256,
+        max_event_bytes: int = 1_048_576,
+        history_every: int = 100,
+        checkpointer: Any = None,
+        on_batch: Callable[[RunStats], None] | None = None,
+        log_every_seconds: float = 10.0,
+    ):
+        self.processor = processor
+        self.source = source
+        self.outputs = outputs
+        self.dead_letters = dead_letters
+        self.batch_size = batch_size
+        self.max_event_bytes = max_event_bytes
+        self.history_every = history_every
+        self.checkpointer = checkpointer
+        self.on_batch = on_batch
+        self.log_every_seconds = log_every_seconds
+        self.stats = RunStats()
+        processor.emit = outputs is not None
+
+    # ------------------------------------------------------------------ decoding
+
+    def _dead(self, reason: str, position: dict[str, Any], raw: Any, letters: list) -> None:
+        self.stats.dead_letters += 1
+        reasons = self.stats.reasons
+        reasons[reason if reason in reasons or len(reasons) < MAX_REASONS else "other"] += 1
+        letters.append(dead_letter(reason, position, raw))
+
+    def _decode(self, records: list[Record], letters: list) -> list[Item]:
+        decode, limit = self.processor.decode, self.max_event_bytes
+        loads = json.loads
+        items = []
+        for record in records:
+            raw = record.value
+            if record.error is not None:
+                self._dead(record.error, record.position, raw, letters)
+                continue
+            if isinstance(raw, bytes | bytearray):
+                if len(raw) > limit:
+                    self._dead(f"event of {len(raw)} bytes exceeds max_event_bytes={limit}", record.position, raw[:1024], letters)
+                    continue
+                try:
+                    event = loads(raw)
+                except UnicodeDecodeError:
+                    self._dead("event is not UTF-8", record.position, raw, letters)
+                    continue
+                except ValueError as exc:
+                    self._dead(f"invalid JSON: {exc}", record.position, raw, letters)
+                    continue
+            else:
+                event = raw
+            if not isinstance(event, dict):
+                self._dead(f"event must be a JSON object, got {type(event).__name__}", record.position, raw, letters)
+                continue
+            try:
+                items.append(Item(record.position, decode(event), raw))
+            except BadEvent as exc:
+                self._dead(str(exc), record.position, raw, letters)
+        return items
+
+    # ------------------------------------------------------------------ loop
+
+    def _emit(self, outputs: list, letters: list) -> None:
+        for item, reason in self.processor.take_rejected():
+            self._dead(reason, item.position, item.raw, letters)
+        if outputs and self.outputs is not None:
+            self.outputs.write([{"source": o.position, **o.payload} for o in outputs])
+            self.stats.outputs += len(outputs)
+        if letters:
+            if self.dead_letters is not None:
+                self.dead_letters.write(letters)
+            for letter in letters[:3]:
+                log.warning("dead letter", reason=letter["reason"], source=letter["source"])
+
+    def step(self, max_records: int | None = None) -> int:
+        """Read and process one micro-batch; returns the number of records read."""
+        stats = self.stats
+        want = self.batch_size if max_records is None else min(self.batch_size, max_records)
+        # Never read across a history boundary, so curves have points at exact counts.
+        want = min(want, self.history_every - stats.records % self.history_every)
+        records = self.source.read_batch(want)
+        if not records:
+            return 0
+        t0 = time.perf_counter()
+        letters: list[dict[str, Any]] = []
+        items = self._decode(records, letters)
+        outputs = self.processor.process(items) if items else []
+        self._emit(outputs, letters)
+        stats.records += len(records)
+        stats.processed += len(items)
+        stats.batches += 1
+        if stats.records % self.history_every == 0:
+            stats.history.append({"events": stats.records, **self.processor.metrics()})
+        stats.busy_seconds += time.perf_counter() - t0
+        return len(records)
+
+    def finish(self) -> None:
+        """End of a finite stream: let the processor finish pending work."""
+        letters: list[dict[str, Any]] = []
+        self._emit(self.processor.flush(), letters)
+        if not self.stats.history or self.stats.history[-1]["events"] != self.stats.records:
+            self.stats.history.append({"events": self.stats.records, **self.processor.metrics()})
+
+    def run(self, stop: threading.Event | None = None, max_records: int | None = None) -> RunStats:
+        """Process until the source is exhausted, ``stop`` is set, or ``max_records`` were read in this run.
+
+        Finite sources end with :meth:`finish`; the checkpointer (if any) writes a
+        final checkpoint either way, so a stopped replay resumes where it stopped.
+        """
+        stats, source, checkpointer = self.stats, self.source, self.checkpointer
+        next_log = time.monotonic() + self.log_every_seconds
+        while stop is None or not stop.is_set():
+            left = None if max_records is None else max_records - (stats.records - stats.resumed_at)
+            if left is not None and left <= 0:
+                break
+            n = self.step(left)
+            if checkpointer is not None:
+                checkpointer.after_batch(n)
+            if self.on_batch is not None and n:
+                self.on_batch(stats)
+            if not n and source.exhausted:
+                self.finish()
+                break
+            if time.monotonic() >= next_log:
+                next_log = time.monotonic() + self.log_every_seconds
+                log.info(
+                    "progress",
+                    events=stats.records,
+                    events_per_s=round(stats.events_per_second, 1),
+                    dead_letters=stats.dead_letters,
+                    **{k: round(v, 6) for k, v in self.processor.metrics().items()},
+                )
+        if checkpointer is not None:
+            checkpointer.final()
+        for sink in (self.outputs, self.dead_letters):
+            if sink is not None:
+                sink.flush()
+        return stats

@@ -1,0 +1,1 @@
+"""One processor per learner family: how its events become learner calls and outputs."""

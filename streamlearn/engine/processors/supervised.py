@@ -1,0 +1,100 @@
+"""Prequential (test-then-train) processing for supervised learners.
+
+Events are ``{"x": {feature: number}, "y": label}`` with optional ``id`` and
+``ts``. For each event the learner first predicts, the prediction is scored
+against ``y`` with river metrics, then the learner learns ``(x, y)`` — the same
+order and the same rule as ``river.evaluate.progressive_val_score`` (an empty
+prediction is not scored), so both give identical metrics on the same data.
+An event without ``y`` is only predicted.
+
+With ``[eval] label_delay = D`` the label of event i is revealed just before
+event i + D is predicted (river's ``delay`` convention, so 0 and 1 are the same):
+the prediction is made on arrival, scored and learned when its label arrives.
+The waiting events are part of the checkpointed state.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from streamlearn.engine.processor import BadEvent, Item, Output, Processor, numeric_features
+from streamlearn.learners import river_state
+from streamlearn.learners.base import State
+
+__all__ = ["SupervisedProcessor"]
+
+
+class SupervisedProcessor(Processor):
+    """Test-then-train over ``{"x", "y"}`` events."""
+
+    def __init__(self, learner: Any, *args: Any, **kwargs: Any):
+        self.is_classifier = bool(getattr(learner, "is_classifier", None) or getattr(learner, "_is_classifier", False))
+        self.default_metrics = ("Accuracy",) if self.is_classifier else ("MAE", "RMSE")
+        super().__init__(learner, *args, **kwargs)
+        self._use_proba = self.metric_set.needs_proba and hasattr(learner, "predict_proba_one")
+        #: (x, y, y_pred, proba) waiting for their label to be revealed.
+        self._delayed: collections.deque = collections.deque()
+
+    def decode(self, event: Any) -> tuple[dict, Any]:
+        x = numeric_features(event)
+        y = event.get("y")
+        if y is None:
+            return x, None
+        if self.is_classifier:
+            if not isinstance(y, str | int | bool):
+                raise BadEvent(f"y must be a class label (string, integer or boolean), got {type(y).__name__}")
+        elif isinstance(y, bool) or not isinstance(y, int | float) or not math.isfinite(y):
+            raise BadEvent(f"y must be a finite number, got {y!r}")
+        return x, y
+
+    def process(self, items: list[Item]) -> list[Output]:
+        learner, emit = self.learner, self.emit
+        predict_one, learn_one = learner.predict_one, learner.learn_one
+        predict_proba_one = learner.predict_proba_one if self._use_proba else None
+        update = self.metric_set.update
+        delay, delayed = self.eval.label_delay, self._delayed
+        outputs: list[Output] = []
+        for item in items:
+            x, y = item.value
+            # Labels due by now are revealed before this event is predicted.
+            while len(delayed) >= delay > 1:
+                self._reveal(*delayed.popleft())
+            proba = predict_proba_one(x) if predict_proba_one is not None else None
+            y_pred = predict_one(x)
+            if emit:
+                payload = {"y_pred": y_pred}
+                if proba is not None:
+                    payload["proba"] = proba
+                outputs.append(Output(item.position, payload))
+            if y is None:
+                continue
+            if delay > 1:
+                delayed.append((x, y, y_pred, proba))
+                continue
+            if y_pred is not None and y_pred != {}:
+                update(y, y_pred, proba)
+            learn_one(x, y)
+        return outputs
+
+    def _reveal(self, x: dict, y: Any, y_pred: Any, proba: Any) -> None:
+        if y_pred is not None and y_pred != {}:
+            self.metric_set.update(y, y_pred, proba)
+        self.learner.learn_one(x, y)
+
+    def flush(self) -> list[Output]:
+        # The stream ended: the labels still in flight are revealed now.
+        while self._delayed:
+            self._reveal(*self._delayed.popleft())
+        return []
+
+    def state_dict(self) -> State:
+        state = super().state_dict()
+        state["delayed"] = river_state.dumps(list(self._delayed))
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._delayed = collections.deque(river_state.loads(state["delayed"]))

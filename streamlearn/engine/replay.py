@@ -1,0 +1,171 @@
+"""Prequential evaluation of a learner on a logged stream (``streamlearn replay``).
+
+The config's learner runs test-then-train over every event of the file; the
+result is a report (``report.json``: metric values over time, final metrics,
+events/s, dead-letter counts, the config) and PNG plots. With a
+``[checkpoint] dir`` the replay checkpoints as it goes and, started again,
+resumes from the latest good checkpoint at the stored row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from streamlearn import __version__
+from streamlearn.connectors.files import RowMapping, open_sink, open_source
+from streamlearn.engine.config import Config, load_config
+from streamlearn.engine.loop import Engine, RunStats
+from streamlearn.engine.report import write_report
+
+__all__ = ["replay"]
+
+log = structlog.get_logger("streamlearn.replay")
+
+
+class _ProgressBar:
+    """A tqdm bar over the source's own unit (bytes for JSONL, rows otherwise)."""
+
+    def __init__(self, source: Any, processor: Any, enabled: bool):
+        self.source, self.processor, self.bar = source, processor, None
+        if enabled:
+            from tqdm import tqdm
+
+            done, total = source.progress()
+            unit_bytes = type(source).__name__ == "JsonlSource"
+            self.bar = tqdm(
+                total=total,
+                initial=done,
+                unit="B" if unit_bytes else " rows",
+                unit_scale=unit_bytes,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                mininterval=0.5,
+            )
+            self._last = 0.0
+
+    def __call__(self, stats: RunStats) -> None:
+        if self.bar is None:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.5:
+            return
+        self._last = now
+        done, _ = self.source.progress()
+        self.bar.update(done - self.bar.n)
+        metrics = self.processor.metrics()
+        postfix = {"events": stats.records, "dead": stats.dead_letters}
+        postfix.update({k: f"{v:.4g}" for k, v in list(metrics.items())[:3]})
+        self.bar.set_postfix(postfix, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            done, _ = self.source.progress()
+            self.bar.update(done - self.bar.n)
+            self.bar.close()
+
+
+def replay(
+    config: Config | str | os.PathLike,
+    input_path: str | os.PathLike | None = None,
+    report_dir: str | os.PathLike | None = None,
+    *,
+    progress: bool | None = None,
+    stop: threading.Event | None = None,
+    max_records: int | None = None,
+) -> dict[str, Any]:
+    """Replay a logged stream through the config's learner and return the report.
+
+    Parameters
+    ----------
+    config
+        A :class:`Config` or the path of a TOML config.
+    input_path
+        The logged stream (JSONL, CSV or Parquet); defaults to ``[input] path``.
+    report_dir
+        Where ``report.json`` and the plots go; no files when None.
+    progress
+        Show a progress bar (default: when stderr is a terminal).
+    stop
+        Set it to stop early (a final checkpoint is still written).
+    max_records
+        Stop after this many records (for tests and quick looks).
+    """
+    if not isinstance(config, Config):
+        config = load_config(config)
+    path = input_path or config.input.path
+    if path is None:
+        raise ValueError("no input: pass --input PATH or set [input] path in the config")
+    mapping = RowMapping(config.input.target, config.input.exclude)
+    learner = config.build_learner()
+    processor = config.build_processor(learner)
+
+    with contextlib.ExitStack() as stack:
+        source = stack.enter_context(open_source(path, config.input.format, mapping))
+        outputs = stack.enter_context(open_sink(config.output.predictions)) if config.output.predictions else None
+        dead = stack.enter_context(open_sink(config.output.dead_letters)) if config.output.dead_letters else None
+        checkpointer = None
+        if config.checkpoint.dir:
+            from streamlearn.engine.checkpointing import Checkpointer
+
+            checkpointer = Checkpointer.from_config(config, learner, processor, source, sinks=[outputs, dead])
+            checkpointer.restore()
+        bar = _ProgressBar(source, processor, sys.stderr.isatty() if progress is None else progress)
+        engine = Engine(
+            processor,
+            source,
+            outputs=outputs,
+            dead_letters=dead,
+            batch_size=config.engine.batch_size,
+            max_event_bytes=config.engine.max_event_bytes,
+            history_every=config.eval.history_every,
+            checkpointer=checkpointer,
+            on_batch=bar,
+            log_every_seconds=config.engine.log_every_seconds,
+        )
+        if checkpointer is not None:
+            engine.stats.records = engine.stats.resumed_at = checkpointer.events_before
+        log.info("replay started", config=config.source, input=str(path), learner=config.learner.name)
+        try:
+            stats = engine.run(stop=stop, max_records=max_records)
+        finally:
+            bar.close()
+
+    report = {
+        "streamlearn": __version__,
+        "learner": config.learner.name,
+        "config": config.raw,
+        "config_path": config.source,
+        "input": str(Path(path).resolve()),
+        "events": stats.records,
+        "processed": stats.processed,
+        "dead_letters": stats.dead_letters,
+        "dead_letter_reasons": dict(stats.reasons.most_common()),
+        "outputs": stats.outputs,
+        "elapsed_seconds": stats.elapsed,
+        "events_per_second": stats.events_per_second,
+        "final_metrics": processor.metrics(),
+        "history": stats.history,
+        "details": processor.details(),
+        "completed": source.exhausted,
+    }
+    if checkpointer is not None:
+        report["resumed_from_events"] = checkpointer.events_before
+        report["checkpoints_written"] = checkpointer.written
+    log.info(
+        "replay finished",
+        events=stats.records,
+        events_per_s=round(stats.events_per_second, 1),
+        dead_letters=stats.dead_letters,
+        **{k: round(v, 6) for k, v in report["final_metrics"].items()},
+    )
+    if report_dir is not None:
+        report["report_path"] = str(write_report(report, report_dir))
+    return report

@@ -1,0 +1,41 @@
+"""Shared fixtures: exported river streams and a CLI runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streamlearn.datasets import export_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def phishing_jsonl(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "phishing.jsonl"
+    export_dataset("phishing", path)
+    return path
+
+
+def write_jsonl(path: Path, events) -> Path:
+    with open(path, "w", encoding="utf-8") as f:
+        for e in events:
+            f.write((e if isinstance(e, str) else json.dumps(e)) + "\n")
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m streamlearn.cli ARGS`` in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "streamlearn.cli", *args],
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )

@@ -1,0 +1,128 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from river import datasets, evaluate, linear_model, metrics, preprocessing
+
+from streamlearn.engine.config import parse_config
+from streamlearn.engine.replay import replay
+from tests.conftest import REPO, run_cli, write_jsonl
+
+LOGREG = {"name": "river", "params": {"model": "linear_model.LogisticRegression", "preprocessing": ["preprocessing.StandardScaler"]}}
+
+
+def _config(tmp_path=None, **tables):
+    data = {"learner": LOGREG, **tables}
+    return parse_config(data, env={})
+
+
+@pytest.mark.parametrize("delay", [0, 7, 60])
+def test_replay_matches_river_progressive_val_score(phishing_jsonl, delay):
+    model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
+    expected = evaluate.progressive_val_score(
+        datasets.Phishing(), model, metrics.Accuracy() + metrics.LogLoss(), delay=delay or None
+    )
+    report = replay(
+        _config(eval={"metrics": ["Accuracy", "LogLoss"], "label_delay": delay}), phishing_jsonl, progress=False
+    )
+    assert report["events"] == report["processed"] == 1250
+    assert report["final_metrics"] == {"Accuracy": expected[0].get(), "LogLoss": expected[1].get()}
+
+
+def test_csv_and_parquet_inputs_give_the_same_result(tmp_path, phishing_jsonl):
+    rows = [{**e["x"], "is_phishing": e["y"]} for e in map(json.loads, phishing_jsonl.read_text().splitlines())]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "p.parquet", row_group_size=100)
+    header = list(rows[0])
+    (tmp_path / "p.csv").write_text(
+        ",".join(header) + "\n" + "".join(",".join(str(r[h]).lower() for h in header) + "\n" for r in rows)
+    )
+    reference = replay(_config(), phishing_jsonl, progress=False)["final_metrics"]
+    for name in ("p.parquet", "p.csv"):
+        report = replay(_config(input={"target": "is_phishing"}), tmp_path / name, progress=False)
+        assert report["events"] == 1250
+        assert report["final_metrics"] == reference
+
+
+def test_bad_events_go_to_dead_letters_with_reason_and_position(tmp_path):
+    good = [{"id": i, "x": {"a": float(i % 5), "b": 1.0}, "y": i % 2 == 0} for i in range(40)]
+    bad_lines = {
+        3: '{"id": 1, "x": {"a": 1.0',  # truncated JSON
+        8: '{"id": 2, "y": true}',  # missing x
+        13: '{"id": 3, "x": {"a": "high"}, "y": true}',  # wrong type
+        17: '{"id": 4, "x": {"a": NaN}, "y": true}',  # NaN
+        21: '{"id": 5, "x": {"a": Infinity}, "y": false}',  # inf
+        25: '[1, 2, 3]',  # not an object
+        29: '{"id": 6, "x": [1.0, 2.0], "y": true}',  # x not an object
+        33: '{"id": 7, "x": {"a": 1.0}, "y": [1]}',  # label of a wrong type
+        36: '{"id": 8, "x": {"a": 1.0}, "y": true, "pad": "' + "z" * 3000 + '"}',  # too big
+    }
+    lines = [json.dumps(e) for e in good]
+    for row in sorted(bad_lines):
+        lines.insert(row, bad_lines[row])
+    path = write_jsonl(tmp_path / "mixed.jsonl", lines)
+    with open(path, "ab") as f:
+        f.write(b'{"id": 9, "x": {"a": 1.0}, "y": "\xff\xfe"}\n')  # not UTF-8
+    config = _config(
+        output={"dead_letters": str(tmp_path / "dlq.jsonl"), "predictions": str(tmp_path / "pred.jsonl")},
+        engine={"max_event_bytes": 2048, "batch_size": 8},
+    )
+    report = replay(config, path, progress=False)
+    letters = [json.loads(line) for line in (tmp_path / "dlq.jsonl").read_text().splitlines()]
+    expected_rows = sorted(bad_lines) + [len(lines)]
+    assert [d["source"]["row"] for d in letters] == expected_rows
+    reasons = [d["reason"] for d in letters]
+    assert reasons[0].startswith("invalid JSON")
+    assert reasons[1] == "missing field 'x'"
+    assert reasons[2] == "x['a'] must be a number, got str"
+    assert reasons[3] == "x['a'] is not finite (nan)"
+    assert reasons[4] == "x['a'] is not finite (inf)"
+    assert reasons[5] == "event must be a JSON object, got list"
+    assert reasons[6] == "x must be an object of features, got list"
+    assert reasons[7].startswith("y must be a class label")
+    assert reasons[8].startswith("event of 30") and "exceeds max_event_bytes=2048" in reasons[8]
+    assert reasons[9] == "event is not UTF-8"
+    # the raw event travels with the reason (base64 when it is not text)
+    assert letters[0]["raw"].startswith('{"id": 1, "x"')
+    assert "raw_base64" in letters[9]
+    # every good event was processed, in order, nothing dropped silently
+    predictions = [json.loads(line) for line in (tmp_path / "pred.jsonl").read_text().splitlines()]
+    assert len(predictions) == report["processed"] == len(good)
+    assert report["dead_letters"] == len(letters) == 10
+    assert report["events"] == len(good) + 10
+    assert sum(report["dead_letter_reasons"].values()) == 10
+
+
+def test_unlabelled_events_are_predicted_not_learned(tmp_path):
+    labelled = [{"x": {"a": float(i % 3)}, "y": i % 3 == 0} for i in range(30)]
+    unlabelled = [{"x": {"a": 2.0}}] * 4
+    runs = {}
+    for name, events in (("labelled", labelled), ("mixed", labelled[:15] + unlabelled + labelled[15:])):
+        path = write_jsonl(tmp_path / f"{name}.jsonl", events)
+        config = _config(output={"predictions": str(tmp_path / f"{name}-p.jsonl")}, checkpoint={"dir": str(tmp_path / name)})
+        runs[name] = replay(config, path, progress=False)
+    assert runs["mixed"]["outputs"] == 34 and runs["labelled"]["outputs"] == 30
+    assert runs["mixed"]["final_metrics"] == runs["labelled"]["final_metrics"]
+    from streamlearn.engine.checkpoint import CheckpointStore
+
+    hashes = {name: CheckpointStore(tmp_path / name).list()[-1].sha256 for name in runs}
+    assert hashes["mixed"] == hashes["labelled"]
+
+
+def test_cli_replay_writes_report_and_plot(tmp_path, phishing_jsonl):
+    result = run_cli("replay", str(REPO / "configs" / "phishing.toml"), "--input", str(phishing_jsonl), "--report", str(tmp_path / "rep"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert summary["final_metrics"] == report["final_metrics"]
+    assert report["events"] == 1250 and report["dead_letters"] == 0
+    assert report["events_per_second"] > 0
+    assert report["config"]["learner"]["name"] == "river"
+    # history points every history_every events (50 in the config) and at the end
+    assert [h["events"] for h in report["history"]] == list(range(50, 1251, 50))
+    assert report["history"][-1]["Accuracy"] == report["final_metrics"]["Accuracy"]
+    png = (tmp_path / "rep" / "metrics.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    # the config's output and checkpoint paths were used, relative to the working directory
+    assert (tmp_path / "out" / "phishing" / "predictions.jsonl").exists()
+    assert list((tmp_path / "out" / "phishing" / "checkpoints").glob("checkpoint-*.parquet"))
