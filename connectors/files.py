@@ -108,7 +108,7 @@ class JsonlSource(Source):
             if not line:
                 self.exhausted = True
                 break
-            if line.strip():
+            if not line.isspace():
                 out.append(Record(line, {"path": path, "row": row, "byte": byte}))
             row += 1
             byte += len(line)

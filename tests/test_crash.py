@@ -47,6 +47,7 @@ def test_kill_9_at_random_moments_then_restart_gives_the_uninterrupted_state(tmp
     reference_hash = CheckpointStore(tmp_path / "reference" / "checkpoints").list()[-1].sha256
 
     config = _config(tmp_path, "crashy")
+    store = CheckpointStore(tmp_path / "crashy" / "checkpoints")
     rng = random.Random(7)
     kills, finished = 0, False
     for attempt in range(12):
@@ -56,7 +57,12 @@ def test_kill_9_at_random_moments_then_restart_gives_the_uninterrupted_state(tmp
             stderr=subprocess.DEVNULL,
         )
         if attempt < 4:
-            time.sleep(rng.uniform(1.2, 3.0))
+            # Wait for this run to make progress (a new checkpoint), then kill it at a random moment.
+            seen = store.list()[-1].seq if store.list() else 0
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < deadline and (store.list()[-1].seq if store.list() else 0) == seen:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.4))
             if proc.poll() is None:
                 proc.kill()  # SIGKILL: no handler runs, no final checkpoint
                 proc.wait()

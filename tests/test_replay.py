@@ -126,3 +126,16 @@ def test_cli_replay_writes_report_and_plot(tmp_path, phishing_jsonl):
     # the config's output and checkpoint paths were used, relative to the working directory
     assert (tmp_path / "out" / "phishing" / "predictions.jsonl").exists()
     assert list((tmp_path / "out" / "phishing" / "checkpoints").glob("checkpoint-*.parquet"))
+
+
+def test_numeric_feature_validation_edges():
+    from streamlearn.engine.processor import BadEvent, numeric_features
+
+    assert numeric_features({"x": {"a": 1, "b": 2.5, "c": True}}) == {"a": 1, "b": 2.5, "c": True}
+    assert numeric_features({"x": {"a": 1e308, "b": 1e308}}) == {"a": 1e308, "b": 1e308}  # the sum overflows; values are fine
+    with pytest.raises(BadEvent, match=r"x\['a'\] is too large for a float"):
+        numeric_features({"x": {"a": 10**400}})
+    with pytest.raises(BadEvent, match=r"x\['b'\] is not finite \(-inf\)"):
+        numeric_features({"x": {"a": 1.0, "b": float("-inf")}})
+    with pytest.raises(BadEvent, match=r"x\['n'\] must be a number, got NoneType"):
+        numeric_features({"x": {"n": None}})

@@ -54,7 +54,7 @@ import pyarrow.parquet as pq
 import structlog
 
 from streamlearn import __version__
-from streamlearn.learners.base import State, check_state, state_hash
+from streamlearn.learners.base import State, check_state, entry_bytes, state_hash
 
 __all__ = [
     "Checkpoint",
@@ -63,6 +63,7 @@ __all__ = [
     "CorruptCheckpoint",
     "read_checkpoint",
     "state_from_table",
+    "state_to_batches",
     "state_to_table",
 ]
 
@@ -123,93 +124,103 @@ class Checkpoint:
 # --------------------------------------------------------------------------- state <-> Arrow
 
 
-def _encode_entry(value: Any) -> tuple[str, str, list[int], Any, str | None, float | None]:
+def _encode_entry(value: Any) -> tuple[str, str, list[int], memoryview | bytes, str | None, float | None]:
+    dtype, shape, data = entry_bytes(value)
     if isinstance(value, np.ndarray):
-        arr = np.ascontiguousarray(value)
-        if arr.dtype.byteorder == ">":
-            arr = arr.astype(arr.dtype.newbyteorder("<"))
-        return "ndarray", arr.dtype.str, list(arr.shape), memoryview(arr.reshape(-1).view(np.uint8)), None, None
-    if isinstance(value, bool | np.bool_):
-        return "bool", "bool", [], b"\x01" if value else b"\x00", None, float(value)
-    if isinstance(value, int | np.integer):
-        return "int", "int", [], str(int(value)).encode(), None, float(value)
-    if isinstance(value, float | np.floating):
-        return "float", "float", [], np.float64(value).tobytes(), None, float(value)
+        return "ndarray", dtype, list(shape), data, None, None
     if isinstance(value, str):
-        return "str", "str", [], value.encode("utf-8"), value, None
-    raise TypeError(f"cannot store a {type(value).__name__}")
+        return "str", dtype, [], data, value, None
+    return dtype, dtype, [], data, None, float(value)
 
 
-def state_to_table(state: Mapping[str, Any]) -> pa.Table:
-    """A state as an Arrow table in the checkpoint layout (arrays are copied once, into Arrow)."""
-    check_state(state)
-    names = sorted(state)
-    kinds, dtypes, shapes, texts, numbers, chunks = [], [], [], [], [], []
-    for name in names:
-        kind, dtype, shape, data, text, number = _encode_entry(state[name])
-        kinds.append(kind)
-        dtypes.append(dtype)
-        shapes.append(shape)
-        chunks.append(data)
-        texts.append(text)
-        numbers.append(number)
-    sizes = np.fromiter((len(c) if not isinstance(c, memoryview) else c.nbytes for c in chunks), np.int64, len(chunks))
-    offsets = np.zeros(len(chunks) + 1, dtype=np.int64)
+#: Entries at least this big get a row group of their own, written straight from the array's memory.
+LARGE_ENTRY = 1 << 20
+
+
+def _batch(rows: list[tuple[str, tuple]]) -> pa.RecordBatch:
+    """One record batch of encoded entries; a single entry's bytes are not copied."""
+    chunks = [row[1][3] for row in rows]
+    sizes = [c.nbytes if isinstance(c, memoryview) else len(c) for c in chunks]
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(sizes, out=offsets[1:])
-    body = np.empty(int(offsets[-1]), dtype=np.uint8)
-    for chunk, start, stop in zip(chunks, offsets[:-1], offsets[1:], strict=True):
-        body[start:stop] = np.frombuffer(chunk, dtype=np.uint8)
-    data = pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), len(chunks), [None, pa.py_buffer(offsets), pa.py_buffer(body)]
-    )
-    return pa.Table.from_arrays(
+    if len(chunks) == 1:
+        body = pa.py_buffer(chunks[0])
+    else:
+        joined = np.empty(int(offsets[-1]), dtype=np.uint8)
+        for chunk, start, stop in zip(chunks, offsets[:-1], offsets[1:], strict=True):
+            joined[start:stop] = np.frombuffer(chunk, dtype=np.uint8)
+        body = pa.py_buffer(joined)
+    data = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(rows), [None, pa.py_buffer(offsets), body])
+    return pa.RecordBatch.from_arrays(
         [
-            pa.array(names, pa.string()),
-            pa.array(kinds, pa.string()),
-            pa.array(dtypes, pa.string()),
-            pa.array(shapes, pa.list_(pa.int64())),
+            pa.array([r[0] for r in rows], pa.string()),
+            pa.array([r[1][0] for r in rows], pa.string()),
+            pa.array([r[1][1] for r in rows], pa.string()),
+            pa.array([r[1][2] for r in rows], pa.list_(pa.int64())),
             data,
-            pa.array(texts, pa.string()),
-            pa.array(numbers, pa.float64()),
+            pa.array([r[1][4] for r in rows], pa.string()),
+            pa.array([r[1][5] for r in rows], pa.float64()),
         ],
         schema=SCHEMA,
     )
 
 
-def state_from_table(table: pa.Table) -> State:
-    """Inverse of :func:`state_to_table`. Arrays are writable copies owned by the caller."""
-    if table.schema.names[: len(SCHEMA.names)] != SCHEMA.names:
-        raise CorruptCheckpoint(f"unexpected columns {table.schema.names}")
-    table = table.combine_chunks()
-    names = table.column("name").to_pylist()
-    kinds = table.column("kind").to_pylist()
-    dtypes = table.column("dtype").to_pylist()
-    shapes = table.column("shape").to_pylist()
-    data = table.column("data").chunk(0) if table.num_rows else None
+def state_to_batches(state: Mapping[str, Any]) -> list[pa.RecordBatch]:
+    """A state in the checkpoint layout: small entries in one batch, each large array in its own."""
+    check_state(state)
+    rows = [(name, _encode_entry(state[name])) for name in sorted(state)]
+    small = [r for r in rows if not isinstance(r[1][3], memoryview) or r[1][3].nbytes < LARGE_ENTRY]
+    large = [r for r in rows if isinstance(r[1][3], memoryview) and r[1][3].nbytes >= LARGE_ENTRY]
+    return ([_batch(small)] if small or not large else []) + [_batch([r]) for r in large]
+
+
+def state_to_table(state: Mapping[str, Any]) -> pa.Table:
+    """A state as an Arrow table in the checkpoint layout."""
+    return pa.Table.from_batches(state_to_batches(state), schema=SCHEMA)
+
+
+def _decode_value(name: str, kind: str, dtype: str, shape: list[int], raw: np.ndarray) -> Any:
+    if kind == "ndarray":
+        dtype_ = np.dtype(dtype)
+        if raw.flags.writeable and raw.ctypes.data % dtype_.alignment == 0 and raw.nbytes >= LARGE_ENTRY:
+            # A large entry has a row group, hence an Arrow buffer, of its own: take it as is.
+            return raw.view(dtype_).reshape(shape)
+        return raw.copy().view(dtype_).reshape(shape)
+    if kind == "str":
+        return raw.tobytes().decode("utf-8")
+    if kind == "int":
+        return int(raw.tobytes().decode("ascii"))
+    if kind == "float":
+        return float(raw.view(np.float64)[0])
+    if kind == "bool":
+        return bool(raw[0])
+    raise CorruptCheckpoint(f"entry {name!r} has unknown kind {kind!r}")
+
+
+def state_from_table(table: pa.Table | list[pa.Table]) -> State:
+    """Inverse of :func:`state_to_table` (or of a file's row groups read one by one).
+
+    Arrays are writable and owned by the caller.
+    """
+    tables = table if isinstance(table, list) else [table]
     state: State = {}
-    if data is None:
-        return state
-    _, offsets_buf, body_buf = data.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[data.offset : data.offset + len(data) + 1]
-    body = np.frombuffer(body_buf, dtype=np.uint8) if body_buf is not None else np.empty(0, np.uint8)
-    for i, name in enumerate(names):
-        raw = body[offsets[i] : offsets[i + 1]]
-        kind = kinds[i]
-        try:
-            if kind == "ndarray":
-                state[name] = raw.view(np.dtype(dtypes[i])).reshape(shapes[i]).copy()
-            elif kind == "str":
-                state[name] = raw.tobytes().decode("utf-8")
-            elif kind == "int":
-                state[name] = int(raw.tobytes().decode("ascii"))
-            elif kind == "float":
-                state[name] = float(raw.view(np.float64)[0])
-            elif kind == "bool":
-                state[name] = bool(raw[0])
-            else:
-                raise CorruptCheckpoint(f"entry {name!r} has unknown kind {kind!r}")
-        except (ValueError, TypeError, IndexError) as exc:
-            raise CorruptCheckpoint(f"entry {name!r} cannot be decoded: {exc}") from None
+    for part in tables:
+        if part.schema.names[: len(SCHEMA.names)] != SCHEMA.names:
+            raise CorruptCheckpoint(f"unexpected columns {part.schema.names}")
+        for batch in part.to_batches():
+            names = batch.column("name").to_pylist()
+            kinds = batch.column("kind").to_pylist()
+            dtypes = batch.column("dtype").to_pylist()
+            shapes = batch.column("shape").to_pylist()
+            data = batch.column("data")
+            _, offsets_buf, body_buf = data.buffers()
+            offsets = np.frombuffer(offsets_buf, dtype=np.int64)[data.offset : data.offset + len(data) + 1]
+            body = np.frombuffer(body_buf, dtype=np.uint8) if body_buf is not None else np.empty(0, np.uint8)
+            for i, name in enumerate(names):
+                try:
+                    state[name] = _decode_value(name, kinds[i], dtypes[i], shapes[i], body[offsets[i] : offsets[i + 1]])
+                except (ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
+                    raise CorruptCheckpoint(f"entry {name!r} cannot be decoded: {exc}") from None
     return state
 
 
@@ -231,7 +242,10 @@ def read_checkpoint(path: str, filesystem: pafs.FileSystem | None = None) -> Che
         with filesystem.open_input_file(path) as f:
             parquet = pq.ParquetFile(f)
             raw_meta = (parquet.schema_arrow.metadata or {}).get(METADATA_KEY)
-            table = parquet.read()
+            # Row group by row group: read() would concatenate them into one buffer (a copy).
+            tables = [parquet.read_row_group(i) for i in range(parquet.num_row_groups)]
+    except FileNotFoundError:
+        raise
     except (OSError, pa.ArrowException) as exc:
         raise CorruptCheckpoint(f"{path}: not a readable Parquet file ({exc})") from None
     if raw_meta is None:
@@ -240,7 +254,7 @@ def read_checkpoint(path: str, filesystem: pafs.FileSystem | None = None) -> Che
         metadata = json.loads(raw_meta)
     except ValueError as exc:
         raise CorruptCheckpoint(f"{path}: metadata is not JSON ({exc})") from None
-    state = state_from_table(table)
+    state = state_from_table(tables)
     digest = state_hash(state)
     if digest != metadata.get("sha256"):
         raise CorruptCheckpoint(f"{path}: state hash {digest[:12]}… does not match the stored {str(metadata.get('sha256'))[:12]}…")
@@ -334,7 +348,7 @@ class CheckpointStore:
     ) -> CheckpointInfo:
         """Write a checkpoint durably, then record it in the manifest and apply retention."""
         t0 = time.perf_counter()
-        table = state_to_table(state)
+        batches = state_to_batches(state)
         digest = state_hash(state)
         entries = self._read_manifest()
         seq = max((e.seq for e in entries), default=0) + 1
@@ -352,18 +366,21 @@ class CheckpointStore:
             "unix_time": now.timestamp(),
             **dict(extra or {}),
         }
-        table = table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata).encode()})
+        schema = SCHEMA.with_metadata({METADATA_KEY: json.dumps(metadata).encode()})
         name = f"{PREFIX}{seq:010d}.parquet"
 
         def write(f: Any) -> None:
-            pq.write_table(
-                table,
+            with pq.ParquetWriter(
                 f,
+                schema,
                 compression="none",
                 use_dictionary=False,
                 write_statistics=["name", "kind", "dtype"],
-                data_page_size=1 << 20,
-            )
+                # Large pages: a big array is one value, and small pages cost time to split.
+                data_page_size=1 << 30,
+            ) as writer:
+                for batch in batches:  # one row group each
+                    writer.write_batch(batch)
 
         size = self._write_atomic(name, write)
         info = CheckpointInfo(

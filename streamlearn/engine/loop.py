@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import structlog
 
 from streamlearn.connectors.base import Record, Sink, Source
@@ -139,7 +140,7 @@ class Engine:
 
     def _decode(self, records: list[Record], letters: list) -> list[Item]:
         decode, limit = self.processor.decode, self.max_event_bytes
-        loads = json.loads
+        loads = orjson.loads
         items = []
         for record in records:
             raw = record.value
@@ -152,12 +153,18 @@ class Engine:
                     continue
                 try:
                     event = loads(raw)
-                except UnicodeDecodeError:
-                    self._dead("event is not UTF-8", record.position, raw, letters)
-                    continue
-                except ValueError as exc:
-                    self._dead(f"invalid JSON: {exc}", record.position, raw, letters)
-                    continue
+                except orjson.JSONDecodeError:
+                    # Slow path, only for rejects: the standard parser accepts NaN/Infinity
+                    # literals (so the processor can name the non-finite field) and words
+                    # its errors better.
+                    try:
+                        event = json.loads(raw)
+                    except UnicodeDecodeError:
+                        self._dead("event is not UTF-8", record.position, raw, letters)
+                        continue
+                    except ValueError as exc:
+                        self._dead(f"invalid JSON: {exc}", record.position, raw, letters)
+                        continue
             else:
                 event = raw
             if not isinstance(event, dict):

@@ -97,6 +97,19 @@ class MetricSet:
         for m in self._metrics:
             m.update(y_true, proba if proba is not None and not m.requires_labels else y_pred)
 
+    @property
+    def update_labels(self):
+        """An ``update(y_true, y_pred)`` for label-only metrics, bound directly when there is one."""
+        if len(self._metrics) == 1:
+            return self._metrics[0].update
+        metrics = list(self._metrics)
+
+        def update(y_true: Any, y_pred: Any) -> None:
+            for m in metrics:
+                m.update(y_true, y_pred)
+
+        return update
+
     def values(self) -> dict[str, float]:
         return {name: float(m.get()) for name, m in zip(self.names, self._metrics, strict=True)}
 
@@ -178,6 +191,9 @@ def finite_number(value: Any, field: str) -> float:
     return value
 
 
+_NUMBER_TYPES = frozenset((float, int, bool))
+
+
 def numeric_features(event: Mapping[str, Any], field: str = "x") -> dict[str, float]:
     """The event's feature dict; every value a finite number (bools count as 0/1)."""
     x = event.get(field)
@@ -185,12 +201,23 @@ def numeric_features(event: Mapping[str, Any], field: str = "x") -> dict[str, fl
         raise BadEvent(f"missing field {field!r}")
     if not isinstance(x, dict):
         raise BadEvent(f"{field} must be an object of features, got {type(x).__name__}")
+    values = x.values()
+    # Fast path in C: only numbers, and a finite sum means no NaN or infinity.
+    try:
+        if _NUMBER_TYPES.issuperset(map(type, values)) and math.isfinite(sum(values)):
+            return x
+    except OverflowError:  # an integer beyond float range; the loop below names it
+        pass
     for key, value in x.items():
         if isinstance(value, bool):
             continue
         if not isinstance(value, int | float):
             raise BadEvent(f"{field}[{key!r}] must be a number, got {type(value).__name__}")
-        if not math.isfinite(value):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:
+            raise BadEvent(f"{field}[{key!r}] is too large for a float") from None
+        if not finite:
             raise BadEvent(f"{field}[{key!r}] is not finite ({value})")
     return x
 

@@ -51,6 +51,25 @@ class SupervisedProcessor(Processor):
         return x, y
 
     def process(self, items: list[Item]) -> list[Output]:
+        if not self.emit and not self._use_proba and self.eval.label_delay <= 1:
+            self._process_plain(items)
+            return []
+        return self._process_general(items)
+
+    def _process_plain(self, items: list[Item]) -> None:
+        """The common replay case (no outputs, no probabilities, no delay), kept tight."""
+        predict_one, learn_one = self.learner.predict_one, self.learner.learn_one
+        update = self.metric_set.update_labels
+        for item in items:
+            x, y = item.value
+            y_pred = predict_one(x)
+            if y is None:
+                continue
+            if y_pred is not None and y_pred != {}:
+                update(y, y_pred)
+            learn_one(x, y)
+
+    def _process_general(self, items: list[Item]) -> list[Output]:
         learner, emit = self.learner, self.emit
         predict_one, learn_one = learner.predict_one, learner.learn_one
         predict_proba_one = learner.predict_proba_one if self._use_proba else None
