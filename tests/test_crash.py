@@ -2,13 +2,12 @@
 
 import json
 import random
-import subprocess
 import sys
-import time
 
 from streamlearn.engine.checkpoint import CheckpointStore
 from streamlearn.engine.config import load_config
 from streamlearn.engine.replay import replay
+from streamlearn.testing import kill_until_done
 
 CONFIG = """
 [learner]
@@ -48,30 +47,9 @@ def test_kill_9_at_random_moments_then_restart_gives_the_uninterrupted_state(tmp
 
     config = _config(tmp_path, "crashy")
     store = CheckpointStore(tmp_path / "crashy" / "checkpoints")
-    rng = random.Random(7)
-    kills, finished = 0, False
-    for attempt in range(12):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlearn.cli", "replay", str(config), "--input", str(stream), "--report", str(tmp_path / "rep"), "--no-progress"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if attempt < 4:
-            # Wait for this run to make progress (a new checkpoint), then kill it at a random moment.
-            seen = store.list()[-1].seq if store.list() else 0
-            deadline = time.monotonic() + 60
-            while proc.poll() is None and time.monotonic() < deadline and (store.list()[-1].seq if store.list() else 0) == seen:
-                time.sleep(0.02)
-            time.sleep(rng.uniform(0.0, 0.4))
-            if proc.poll() is None:
-                proc.kill()  # SIGKILL: no handler runs, no final checkpoint
-                proc.wait()
-                kills += 1
-                continue
-        assert proc.wait(timeout=120) == 0
-        finished = True
-        break
-    assert finished and kills >= 1
+    command = [sys.executable, "-m", "streamlearn.cli", "replay", str(config), "--input", str(stream), "--report", str(tmp_path / "rep"), "--no-progress"]
+    run = kill_until_done(command, store, kills=4, rng=random.Random(7))
+    assert run.finished and run.kills >= 1
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert report["completed"] and report["events"] == n_events
     assert report["resumed_from_events"] > 0, "no kill landed after a checkpoint"
