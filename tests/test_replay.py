@@ -139,3 +139,15 @@ def test_numeric_feature_validation_edges():
         numeric_features({"x": {"a": 1.0, "b": float("-inf")}})
     with pytest.raises(BadEvent, match=r"x\['n'\] must be a number, got NoneType"):
         numeric_features({"x": {"n": None}})
+
+
+def test_number_list_validation_edges():
+    from streamlearn.engine.processor import BadEvent, number_list
+
+    assert number_list({"v": [1, 2.5]}, "v", 2) == [1, 2.5]
+    with pytest.raises(BadEvent, match=r"v must have 3 values, got 2"):
+        number_list({"v": [1, 2]}, "v", 3)
+    with pytest.raises(BadEvent, match=r"v\[1\] is too large for a float"):
+        number_list({"v": [1, 10**400]}, "v")
+    with pytest.raises(BadEvent, match=r"v\[0\] must be a number, got bool"):
+        number_list({"v": [True]}, "v")

@@ -234,6 +234,10 @@ def number_list(event: Mapping[str, Any], field: str, length: int | None = None)
     for i, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise BadEvent(f"{field}[{i}] must be a number, got {type(v).__name__}")
-        if not math.isfinite(v):
+        try:
+            finite = math.isfinite(v)
+        except OverflowError:
+            raise BadEvent(f"{field}[{i}] is too large for a float") from None
+        if not finite:
             raise BadEvent(f"{field}[{i}] is not finite ({v})")
     return values
