@@ -1,0 +1,161 @@
+"""A 2-D point mass with goal directions: the built-in continual offline RL benchmark.
+
+State ``(x, y, vx, vy)``, action ``(ax, ay)`` in ``[-1, 1]²``. One step::
+
+    v' = inertia · v + (1 − inertia) · a
+    p' = p + dt · v'
+    r  = v'·g − control_cost · ‖a‖² − lateral_cost · |p'·g⊥|
+
+Task ``k`` of ``n_tasks`` has the goal direction ``g = (cos θ, sin θ)``,
+``θ = 2πk / n_tasks``: move fast along ``g`` while staying on the line through the
+origin, cheaply. Episodes start at ``p ~ N(0, start_noise²)``, ``v = 0`` and are
+truncated after ``horizon`` steps (``done`` stays False). The goal is not part of
+the observation, so a policy must know the task (a head per task).
+
+Offline datasets come from three behaviour policies:
+
+- ``"expert"``: push along ``g`` and correct the lateral offset (a PD controller);
+- ``"medium"``: a noisy scripted controller that, for a whole episode, aims at ``g``
+  turned by an angle drawn from U(−60°, 60°), with magnitude 0.6 and N(0, 0.3²)
+  action noise and no lateral correction — mediocre returns and trajectories that
+  fan out around the goal line;
+- ``"random"``: uniform actions.
+
+Example
+-------
+>>> from streamlearn.learners.corl.pointmass import PointMass
+>>> env = PointMass()
+>>> data = env.dataset(task=0, n_transitions=120, quality="medium", seed=0)
+>>> data["obs"].shape, data["action"].shape
+((120, 4), (120, 2))
+>>> expert = env.evaluate(lambda obs: env.expert_action(obs, 0), task=0, n_episodes=5, seed=1)
+>>> bool(expert > env.evaluate(lambda obs: 0 * obs[:, :2], task=0, n_episodes=5, seed=1))
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterator, Mapping
+
+import numpy as np
+
+__all__ = ["QUALITIES", "PointMass", "transition_events"]
+
+QUALITIES = ("expert", "medium", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class PointMass:
+    n_tasks: int = 5
+    horizon: int = 50  # steps per episode
+    dt: float = 0.1  # position update per unit velocity
+    inertia: float = 0.8  # share of the velocity kept each step
+    control_cost: float = 0.5
+    lateral_cost: float = 0.5
+    start_noise: float = 0.1  # std of the start position
+
+    obs_dim = 4
+    act_dim = 2
+
+    def goal(self, task: int) -> np.ndarray:
+        if not 0 <= task < self.n_tasks:
+            raise ValueError(f"task must be in [0, {self.n_tasks}), got {task}")
+        angle = 2 * math.pi * task / self.n_tasks
+        return np.array([math.cos(angle), math.sin(angle)])
+
+    def reset(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        obs = np.zeros((n, 4))
+        obs[:, :2] = rng.normal(0.0, self.start_noise, size=(n, 2))
+        return obs
+
+    def step(self, obs: np.ndarray, action: np.ndarray, task: int) -> tuple[np.ndarray, np.ndarray]:
+        """Next observations and rewards for a batch of states and actions."""
+        goal = self.goal(task)
+        normal = np.array([-goal[1], goal[0]])
+        action = np.clip(action, -1.0, 1.0)
+        velocity = self.inertia * obs[:, 2:] + (1 - self.inertia) * action
+        position = obs[:, :2] + self.dt * velocity
+        reward = (
+            velocity @ goal
+            - self.control_cost * (action**2).sum(1)
+            - self.lateral_cost * np.abs(position @ normal)
+        )
+        return np.concatenate([position, velocity], axis=1), reward
+
+    def expert_action(self, obs: np.ndarray, task: int) -> np.ndarray:
+        goal = self.goal(task)
+        normal = np.array([-goal[1], goal[0]])
+        lateral = obs[:, :2] @ normal
+        lateral_speed = obs[:, 2:] @ normal
+        push = goal[None, :] - (2.0 * lateral + 2.0 * lateral_speed)[:, None] * normal[None, :]
+        return np.clip(push, -1.0, 1.0)
+
+    def evaluate(
+        self, policy: Callable[[np.ndarray], np.ndarray], task: int, n_episodes: int = 10, seed: int = 0
+    ) -> float:
+        """Mean undiscounted return of ``policy`` (batch of observations → batch of actions)."""
+        return float(self.rollout(policy, task, n_episodes, seed)[0].mean())
+
+    def rollout(
+        self, policy: Callable[[np.ndarray], np.ndarray], task: int, n_episodes: int = 10, seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Returns of ``n_episodes`` episodes and every state visited, shape (n_episodes · horizon, 4)."""
+        obs = self.reset(n_episodes, np.random.default_rng(seed))
+        total, visited = np.zeros(n_episodes), []
+        for _ in range(self.horizon):
+            visited.append(obs)
+            action = np.asarray(policy(obs.astype(np.float32)), dtype=np.float64).reshape(n_episodes, 2)
+            obs, reward = self.step(obs, action, task)
+            total += reward
+        return total, np.concatenate(visited)
+
+    def dataset(self, task: int, n_transitions: int, quality: str = "medium", seed: int = 0) -> dict[str, np.ndarray]:
+        """``n_transitions`` logged transitions of a behaviour policy, episode after episode."""
+        if quality not in QUALITIES:
+            raise ValueError(f"quality must be one of {QUALITIES}, got {quality!r}")
+        rng = np.random.default_rng(seed)
+        n_episodes = max(1, math.ceil(n_transitions / self.horizon))
+        goal_angle = 2 * math.pi * task / self.n_tasks
+        aim = goal_angle + rng.uniform(-math.pi / 3, math.pi / 3, size=n_episodes)
+        aim_action = 0.6 * np.stack([np.cos(aim), np.sin(aim)], axis=1)
+        obs = self.reset(n_episodes, rng)
+        steps = []
+        for _ in range(self.horizon):
+            if quality == "expert":
+                action = self.expert_action(obs, task)
+            elif quality == "medium":
+                action = np.clip(aim_action + rng.normal(0.0, 0.3, size=(n_episodes, 2)), -1.0, 1.0)
+            else:
+                action = rng.uniform(-1.0, 1.0, size=(n_episodes, 2))
+            next_obs, reward = self.step(obs, action, task)
+            steps.append((obs, action, reward, next_obs))
+            obs = next_obs
+
+        def episode_major(i: int) -> np.ndarray:
+            column = np.stack([s[i] for s in steps], axis=1)  # (episodes, horizon, ...)
+            return column.reshape(n_episodes * self.horizon, *column.shape[2:])[:n_transitions].astype(np.float32)
+
+        return {
+            "obs": episode_major(0),
+            "action": episode_major(1),
+            "reward": episode_major(2),
+            "next_obs": episode_major(3),
+            "done": np.zeros(min(n_transitions, n_episodes * self.horizon), dtype=bool),
+        }
+
+
+def transition_events(datasets: Mapping[str, Mapping[str, np.ndarray]]) -> Iterator[dict]:
+    """The stream form of task datasets: every transition as an event, a ``task_end`` after each task."""
+    for task, data in datasets.items():
+        for i in range(len(data["reward"])):
+            yield {
+                "task": task,
+                "obs": [float(v) for v in data["obs"][i]],
+                "action": [float(v) for v in data["action"][i]],
+                "reward": float(data["reward"][i]),
+                "next_obs": [float(v) for v in data["next_obs"][i]],
+                "done": bool(data["done"][i]),
+            }
+        yield {"type": "task_end", "task": task}

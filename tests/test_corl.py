@@ -1,0 +1,317 @@
+"""OER and its parts: TD3+BC, the dynamics ensemble, MBES, dual behaviour cloning, state round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from streamlearn.learners.base import check_state, state_hash
+from streamlearn.learners.corl import MBES, OER, TD3BC, DynamicsEnsemble, TD3BCConfig, Transitions
+from streamlearn.learners.corl.buffers import TaskBuffer
+from streamlearn.learners.corl.mbes import successors
+from streamlearn.learners.corl.pointmass import PointMass, transition_events
+
+torch.set_num_threads(1)
+
+TINY = {
+    "hidden": 16,
+    "batch_size": 32,
+    "steps_per_task": 12,
+    "dynamics_hidden": 16,
+    "dynamics_steps": 10,
+    "n_models": 3,
+    "n_neighbors": 16,
+}
+
+
+def tiny_oer(**params) -> OER:
+    return OER(4, 2, **{"buffer_size": 30, **TINY, **params})
+
+
+@pytest.fixture(scope="module")
+def datasets() -> dict[str, dict[str, np.ndarray]]:
+    env = PointMass()
+    return {f"goal{k}": env.dataset(k, 120, "medium", seed=k) for k in (0, 2)}
+
+
+def one_step_task(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Contextual bandit: reward 1 − (a − a*(s))²; the behaviour is biased by +0.5 and noisy."""
+    obs = rng.uniform(-1, 1, size=(n, 2)).astype(np.float32)
+    best = np.tanh(obs[:, :1] - obs[:, 1:])
+    action = np.clip(best + 0.5 + rng.normal(0, 0.3, size=(n, 1)), -1, 1).astype(np.float32)
+    reward = 1 - ((action - best) ** 2)[:, 0]
+    return {"obs": obs, "action": action, "reward": reward, "next_obs": obs, "done": np.ones(n, bool)}
+
+
+# --------------------------------------------------------------------------- TD3+BC
+
+
+def test_td3bc_improves_on_behaviour_cloning():
+    rng = np.random.default_rng(0)
+    data = Transitions.from_arrays(one_step_task(1000, rng), task=0)
+    probe = rng.uniform(-1, 1, size=(500, 2)).astype(np.float32)
+    best = np.tanh(probe[:, :1] - probe[:, 1:])
+    regret = {}
+    for alpha in (2.5, 0.0):  # alpha = 0 is pure behaviour cloning
+        agent = TD3BC(2, 1, config=TD3BCConfig(hidden=32, batch_size=128, lr=1e-3, alpha=alpha), seed=0)
+        agent.fit(data, steps=300, rng=np.random.default_rng(1))
+        regret[alpha] = float(((agent.act(probe, 0) - best) ** 2).mean())
+    assert regret[0.0] > 0.1  # cloning copies the +0.5 bias of the behaviour
+    assert regret[2.5] < 0.5 * regret[0.0]
+
+
+def test_td3bc_config_is_checked():
+    with pytest.raises(ValueError, match="gamma"):
+        TD3BCConfig(gamma=1.5)
+    with pytest.raises(ValueError, match="hidden"):
+        TD3BCConfig(hidden=0)
+
+
+# --------------------------------------------------------------------------- dynamics + MBES
+
+
+def test_dynamics_ensemble_learns_and_is_unsure_away_from_data():
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(-1, 1, size=(1000, 2)).astype(np.float32)
+    act = rng.uniform(-1, 1, size=(1000, 1)).astype(np.float32)
+    next_obs = obs + 0.2 * np.concatenate([act, -act], axis=1)
+    model = DynamicsEnsemble(2, 1, n_models=5, hidden=32, generator=torch.Generator().manual_seed(0))
+    model.fit(obs, act, next_obs, steps=400, batch_size=64, lr=3e-3, rng=rng)
+    pred = model.predict(obs, act)
+    assert pred.shape == (5, 1000, 2)
+    assert np.abs(pred.mean(0) - next_obs).mean() < 0.02
+    far = model.predict(obs[:100] + 8.0, act[:100])
+    assert far.var(0).mean() > 10 * pred.var(0).mean()
+
+
+def test_successors_follow_episodes():
+    obs = np.array([[0.0], [1.0], [2.0], [5.0], [6.0]], np.float32)
+    next_obs = np.array([[1.0], [2.0], [3.0], [6.0], [7.0]], np.float32)
+    done = np.array([False, False, False, True, False])
+    # 2 → 3 is a break (next_obs ≠ obs), 3 is terminal, 4 is the last row.
+    assert successors(obs, next_obs, done).tolist() == [1, 2, -1, -1, -1]
+
+
+class ExactModel:
+    """s' = s + 0.1 a, predicted with certainty (or with a huge spread at non-logged actions)."""
+
+    def __init__(self, unsure_of: np.ndarray | None = None):
+        self.unsure_of = unsure_of
+
+    def predict(self, obs, act):
+        mean = obs + 0.1 * act
+        if self.unsure_of is not None and np.array_equal(act, self.unsure_of):
+            return np.stack([mean - 10, mean + 10])
+        return np.stack([mean, mean])
+
+
+def two_way_dataset(rng: np.random.Generator, n_episodes: int = 40, length: int = 10):
+    """Half the episodes move right (+x), half left, from starts near the origin."""
+    obs, act = [], []
+    for e in range(n_episodes):
+        direction = 1.0 if e % 2 == 0 else -1.0
+        s = rng.normal(0, 0.01, size=2)
+        for _ in range(length):
+            obs.append(s.copy())
+            act.append([direction, 0.0])
+            s = s + 0.1 * np.array([direction, 0.0])
+    obs, act = np.array(obs, np.float32), np.array(act, np.float32)
+    next_obs = (obs + 0.1 * act).astype(np.float32)
+    return obs, act, next_obs, np.zeros(len(obs), bool)
+
+
+def test_mbes_prefers_transitions_on_the_policy_trajectory():
+    rng = np.random.default_rng(0)
+    obs, act, next_obs, done = two_way_dataset(rng)
+    policy = np.tile([[1.0, 0.0]], (len(obs), 1)).astype(np.float32)  # the learned policy goes right
+    chosen = MBES(n_neighbors=16).select(obs, act, next_obs, done, policy, ExactModel(), size=60, rng=rng)
+    assert len(chosen) == 60 and len(set(chosen.tolist())) == 60
+    on_policy = float((act[chosen, 0] > 0).mean())
+    uniform = float((act[rng.choice(len(obs), 60, replace=False), 0] > 0).mean())
+    assert on_policy > 0.85
+    assert on_policy > uniform + 0.2
+
+
+def test_mbes_follows_the_logged_trajectory_when_the_model_is_unsure():
+    rng = np.random.default_rng(0)
+    obs, act, next_obs, done = two_way_dataset(rng)
+    policy = np.tile([[1.0, 0.0]], (len(obs), 1)).astype(np.float32)
+    chosen = MBES(n_neighbors=16).select(
+        obs, act, next_obs, done, policy, ExactModel(unsure_of=policy), size=60, rng=rng
+    )
+    # Whole logged episodes, start to end, in both directions.
+    assert sorted(chosen.tolist()) == sorted(set(chosen.tolist()))
+    episodes = sorted({int(i) // 10 for i in chosen})
+    assert sorted(chosen.tolist()) == [e * 10 + t for e in episodes for t in range(10)]
+    assert {e % 2 for e in episodes} == {0, 1}
+
+
+def test_mbes_buffer_holds_exactly_buffer_size_real_transitions(datasets):
+    data = datasets["goal0"]
+    learner = tiny_oer(selection="mbes", buffer_size=25)
+    learner.train_task("goal0", data)
+    kept = learner.buffer("goal0")
+    assert len(kept["reward"]) == 25
+    rows = np.concatenate([data["obs"], data["action"], data["next_obs"], data["reward"][:, None]], axis=1)
+    kept_rows = np.concatenate([kept["obs"], kept["action"], kept["next_obs"], kept["reward"][:, None]], axis=1)
+    index = [int(np.flatnonzero((rows == r).all(1))[0]) for r in kept_rows]  # IndexError if not a real row
+    assert len(set(index)) == 25
+    # The cloning target is the finished policy's action in the kept state.
+    np.testing.assert_allclose(kept["target"], learner.agent.act(kept["obs"], 0), atol=1e-6)
+    # A task smaller than the buffer is kept whole.
+    small = tiny_oer(selection="mbes", buffer_size=500)
+    small.train_task("goal0", data)
+    assert len(small.buffer("goal0")["reward"]) == len(data["reward"])
+
+
+# --------------------------------------------------------------------------- continual behaviour
+
+
+def test_dual_bc_keeps_old_task_actions_when_a_new_task_is_learned():
+    env = PointMass()
+    data = {f"goal{k}": env.dataset(k, 1000, "medium", seed=k) for k in (0, 2)}
+    probe = data["goal0"]["obs"][::5]
+    drift = {}
+    for name, params in {"dbc": {"selection": "random", "dual_bc": True},
+                         "fine-tune": {"selection": "none", "dual_bc": False}}.items():
+        learner = OER(4, 2, buffer_size=200, steps_per_task=250, hidden=32, batch_size=64, lr=1e-3, seed=0,
+                      conditioning="input", **params)
+        learner.train_task("goal0", data["goal0"])
+        before = learner.act(probe, "goal0")
+        learner.train_task("goal2", data["goal2"])
+        drift[name] = float(np.abs(learner.act(probe, "goal0") - before).mean())
+    assert drift["dbc"] < 0.05
+    assert drift["dbc"] < 0.3 * drift["fine-tune"]
+
+
+def test_task_change_finishes_the_open_task(datasets):
+    learner = tiny_oer(selection="random")
+    for event in transition_events(datasets):
+        if event.get("type") != "task_end":
+            learner.learn_one(event)
+    assert learner.finished_tasks == ["goal0"]
+    assert learner.current_task == "goal2"
+    summary = learner.end_task()
+    assert summary["task"] == "goal2" and summary["transitions"] == 120 and summary["buffer"] == 30
+    assert learner.finished_tasks == ["goal0", "goal2"] and learner.current_task is None
+
+
+def test_stream_and_batch_paths_give_the_same_learner(datasets):
+    streamed, batched = tiny_oer(), tiny_oer()
+    for event in transition_events(datasets):
+        streamed.learn_one(event)
+    for task, data in datasets.items():
+        batched.train_task(task, data)
+    assert state_hash(streamed.state_dict()) == state_hash(batched.state_dict())
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"selection": "mbes", "dual_bc": True},
+        {"selection": "random", "dual_bc": False},
+        {"selection": "none", "conditioning": "input"},
+    ],
+)
+def test_restore_and_continue_equals_uninterrupted(datasets, params):
+    events = list(transition_events(datasets))
+    uninterrupted = tiny_oer(**params)
+    for event in events:
+        uninterrupted.learn_one(event)
+    # Cut once right after the first task and once in the middle of the second one.
+    for cut in (121, 121 + 57):
+        first = tiny_oer(**params)
+        for event in events[:cut]:
+            first.learn_one(event)
+        state = check_state(first.state_dict())
+        restored = first.clone()  # river's clone: a fresh learner with the same parameters
+        assert restored.finished_tasks == [] and restored._get_params() == first._get_params()
+        restored.load_state_dict(state)
+        assert state_hash(restored.state_dict()) == state_hash(state)
+        if first.finished_tasks:
+            query = {"task": "goal0", "obs": [0.1, -0.2, 0.3, 0.0]}
+            assert restored.predict_one(query) == first.predict_one(query)
+        for event in events[cut:]:
+            restored.learn_one(event)
+        assert state_hash(restored.state_dict()) == state_hash(uninterrupted.state_dict())
+
+
+def test_state_dict_is_flat_bounded_and_storable(datasets):
+    learner = tiny_oer(buffer_size=20)
+    for task, data in datasets.items():
+        learner.train_task(task, data)
+    state = check_state(learner.state_dict())
+    assert all(isinstance(v, np.ndarray | int | float | str | bool) for v in state.values())
+    kept = [k for k in state if k.startswith("buffer/") and k.endswith("/obs")]
+    assert sorted(kept) == ["buffer/0/obs", "buffer/1/obs"]
+    assert all(state[k].shape == (20, 4) for k in kept)
+    assert len(state["data/reward"]) == 0  # nothing of a finished task is held beyond its buffer
+
+
+# --------------------------------------------------------------------------- bounds and bad input
+
+
+def test_task_buffer_overflow_policies():
+    ring = TaskBuffer(1, 1, capacity=3, overflow="drop_oldest")
+    for t in range(5):
+        ring.append([t], [0], t, [t + 1], False)
+    assert ring.arrays()["obs"][:, 0].tolist() == [2, 3, 4] and ring.dropped == 2
+    restored = TaskBuffer(1, 1, capacity=3)
+    restored.load_state_dict(ring.state_dict())
+    ring.append([5], [0], 5, [6], False)
+    restored.append([5], [0], 5, [6], False)
+    assert state_hash(ring.state_dict()) == state_hash(restored.state_dict())
+
+    strict = TaskBuffer(1, 1, capacity=2, overflow="reject")
+    strict.extend({"obs": [[0], [1]], "action": [[0], [0]], "reward": [0, 1], "next_obs": [[1], [2]], "done": [0, 0]})
+    with pytest.raises(ValueError, match="task_capacity"):
+        strict.append([2], [0], 2, [3], False)
+    assert len(strict) == 2
+
+
+def test_learner_keeps_only_task_capacity_transitions(datasets):
+    learner = tiny_oer(task_capacity=50)
+    for event in transition_events({"goal0": datasets["goal0"]}):
+        learner.learn_one(event)
+    summary = learner.summary("goal0")
+    assert summary["transitions"] == 50 and summary["dropped"] == 70
+
+    strict = tiny_oer(task_capacity=50, overflow="reject")
+    events = [e for e in transition_events({"goal0": datasets["goal0"]}) if "obs" in e]
+    for event in events[:50]:
+        strict.learn_one(event)
+    before = state_hash(strict.state_dict())
+    with pytest.raises(ValueError, match="task_capacity"):
+        strict.learn_one(events[50])
+    assert state_hash(strict.state_dict()) == before
+
+
+def test_bad_input_raises_and_changes_nothing(datasets):
+    learner = tiny_oer(max_tasks=1)
+    good = next(transition_events(datasets))
+    learner.learn_one(good)
+    before = state_hash(learner.state_dict())
+    bad = [
+        ({**good, "obs": [0.0, 1.0]}, ValueError, "obs"),
+        ({**good, "action": [0.0, float("nan")]}, ValueError, "action is not finite"),
+        ({**good, "reward": float("inf")}, ValueError, "reward"),
+        ({**good, "done": "yes"}, TypeError, "done"),
+        ({**good, "task": 3}, TypeError, "task"),
+        ({k: v for k, v in good.items() if k != "next_obs"}, ValueError, "next_obs"),
+        ({**good, "task": "another"}, ValueError, "max_tasks"),
+        ({"type": "task_end", "task": "another"}, ValueError, "open task"),
+        ({"type": "reset"}, ValueError, "type"),
+    ]
+    for event, error, match in bad:
+        with pytest.raises(error, match=match):
+            learner.learn_one(event)
+    assert state_hash(learner.state_dict()) == before
+    with pytest.raises(ValueError, match="unknown task"):
+        learner.act([0.0] * 4, "goal7")
+    with pytest.raises(ValueError, match="4 values"):
+        learner.act([0.0] * 3, "goal0")
+    with pytest.raises(ValueError, match="selection"):
+        OER(4, 2, selection="best")
+    with pytest.raises(ValueError, match="compare_dims"):
+        OER(4, 2, compare_dims=[4])
