@@ -151,3 +151,13 @@ def test_number_list_validation_edges():
         number_list({"v": [1, 10**400]}, "v")
     with pytest.raises(BadEvent, match=r"v\[0\] must be a number, got bool"):
         number_list({"v": [True]}, "v")
+
+
+def test_finite_number_validation_edges():
+    from streamlearn.engine.processor import BadEvent, finite_number
+
+    assert finite_number(3, "r") == 3.0
+    with pytest.raises(BadEvent, match="r is too large for a float"):
+        finite_number(10**400, "r")
+    with pytest.raises(BadEvent, match=r"r is not finite \(nan\)"):
+        finite_number(float("nan"), "r")

@@ -185,7 +185,10 @@ def finite_number(value: Any, field: str) -> float:
     """``value`` as a float, or BadEvent naming ``field`` if it is not a finite number."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadEvent(f"{field} must be a number, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise BadEvent(f"{field} is too large for a float") from None
     if not math.isfinite(value):
         raise BadEvent(f"{field} is not finite ({value})")
     return value
