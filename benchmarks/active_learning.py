@@ -1,0 +1,461 @@
+"""Online active learning: prequential accuracy against the label budget, drift recovery, overhead.
+
+For every stream, budget B in {0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0} and seed,
+each method runs test-then-train over the whole stream: every event is predicted
+and scored against its true label, and only the labels the method asks for are
+learned. Methods: the eight ``ActiveLearner`` strategies, and river's
+``active.EntropySampler`` (default ``discount_factor=3``) behind the same budget
+gate, so every method can spend at most ``B * events`` labels. Methods that
+spend fewer labels than ``random`` at the same B (they stop asking once
+confident) are also compared with random sampling at exactly their number of
+labels (``random_at_spend``, run with the same seeds).
+
+Streams (river only, nothing downloaded):
+
+- ``sea``: ``ConceptDriftStream(SEA(variant=2), SEA(variant=3), noise 10%)``, an
+  abrupt drift (width 50) in the middle; scaled logistic regression;
+- ``agrawal``: ``ConceptDriftStream(Agrawal(function 0), Agrawal(function 2))``,
+  same drift; Hoeffding tree (adaptive naive-Bayes leaves, ``grace_period=50``);
+- ``phishing`` (1,250 events; logistic regression) and ``bananas`` (5,300
+  events; Hoeffding tree) in their bundled order: seeds vary only the learner.
+
+Also: accuracy over time (windows of 200 events) around the drift point, and the
+wrapper's per-event overhead over the bare classifier doing the same work
+(predict every event, learn the same labels), best of 3 timings.
+
+    flock /tmp/streamlearn-bench.lock python benchmarks/active_learning.py
+    python benchmarks/active_learning.py --quick      # < 1 minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from river import active, datasets, linear_model, metrics, preprocessing, tree
+from river.datasets import synth
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from streamlearn.learners.active import STRATEGIES, ActiveLearner  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BUDGETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+METHODS = (*STRATEGIES, "entropy")
+CURVE_BUDGETS = (0.05, 0.1, 0.2)
+WINDOW = 200
+
+
+def logistic():
+    return preprocessing.StandardScaler() | linear_model.LogisticRegression()
+
+
+def hoeffding():
+    # Adaptive naive-Bayes leaves (river's default): plain NB leaves fitted on one or two
+    # labels give posteriors of 1 - 1e-30, so fixed uncertainty and entropy sampling stop
+    # asking after 3 labels; majority-class leaves are less accurate.
+    return tree.HoeffdingTreeClassifier(grace_period=50)
+
+
+def make_streams(n_synth: int, quick: bool):
+    """name → (classifier factory, drift position or None, data for a seed)."""
+    half = n_synth // 2
+
+    def sea(seed):
+        stream = synth.ConceptDriftStream(
+            synth.SEA(variant=2, noise=0.1, seed=seed),
+            synth.SEA(variant=3, noise=0.1, seed=seed + 1000),
+            position=half,
+            width=50,
+            seed=seed,
+        )
+        return list(itertools.islice(stream, n_synth))
+
+    def agrawal(seed):
+        stream = synth.ConceptDriftStream(
+            synth.Agrawal(classification_function=0, seed=seed),
+            synth.Agrawal(classification_function=2, seed=seed + 1000),
+            position=half,
+            width=50,
+            seed=seed,
+        )
+        return list(itertools.islice(stream, n_synth))
+
+    phishing = list(datasets.Phishing())
+    bananas = list(datasets.Bananas())
+    if quick:
+        bananas = bananas[:1000]
+    return {
+        "sea": (logistic, "LogisticRegression (StandardScaler)", half, sea),
+        "agrawal": (hoeffding, "HoeffdingTree (nba leaves, grace 50)", half, agrawal),
+        "phishing": (logistic, "LogisticRegression (StandardScaler)", None, lambda seed: phishing),
+        "bananas": (hoeffding, "HoeffdingTree (nba leaves, grace 50)", None, lambda seed: bananas),
+    }
+
+
+class GatedEntropySampler:
+    """river's EntropySampler, its yes honoured only within the same budget gate as ``ActiveLearner``.
+
+    Like ``ActiveLearner`` it asks while fewer than two classes have a positive
+    posterior: river's sampler never asks there (zero entropy), so a Hoeffding
+    tree behind it would never get its first label, and with one positive
+    probability a hair above 1 river 0.26 divides by log2(1) = 0
+    (ZeroDivisionError). Otherwise the decision is river's own
+    ``_ask_for_label`` (entropy ** discount_factor against its RNG).
+    """
+
+    def __init__(self, classifier, budget: float, seed: int):
+        self.sampler = active.EntropySampler(classifier, seed=seed)
+        self.budget = budget
+        self.events_seen = 0
+        self.labels_asked = 0
+
+    def predict_proba_one(self, x):
+        return self.sampler.classifier.predict_proba_one(x)
+
+    def query_one(self, x, proba):
+        self.events_seen += 1
+        if sum(p > 0 for p in proba.values()) < 2:
+            wants = True
+        else:
+            wants = self.sampler._ask_for_label(x, proba)
+        if wants and self.labels_asked + 1 <= self.budget * self.events_seen:
+            self.labels_asked += 1
+            return True
+        return False
+
+    def learn_one(self, x, y):
+        self.sampler.learn_one(x, y)
+
+
+def make_learner(method: str, classifier, budget: float, seed: int):
+    if method == "entropy":
+        return GatedEntropySampler(classifier, budget, seed)
+    return ActiveLearner(classifier, strategy=method, budget=budget, seed=seed)
+
+
+def prequential(learner, data) -> dict:
+    """Test-then-train: score every event, learn only the labels the learner asks for."""
+    correct = np.zeros(len(data), dtype=bool)
+    kappa = metrics.CohenKappa()
+    for i, (x, y) in enumerate(data):
+        proba = learner.predict_proba_one(x)
+        y_pred = max(proba, key=proba.get) if proba else None
+        correct[i] = y_pred == y
+        kappa.update(y, y_pred)
+        if learner.query_one(x, proba=proba):
+            learner.learn_one(x, y)
+    return {"accuracy": float(correct.mean()), "kappa": float(kappa.get()), "labels": learner.labels_asked, "correct": correct}
+
+
+def windowed(correct: np.ndarray) -> list[float]:
+    n = len(correct) // WINDOW
+    return correct[: n * WINDOW].reshape(n, WINDOW).mean(axis=1).tolist()
+
+
+def summarise(values) -> dict:
+    values = np.asarray(values, dtype=float)
+    return {"mean": float(values.mean()), "std": float(values.std()), "values": values.tolist()}
+
+
+def run_quality(streams, seeds, budgets):
+    results, curves, recovery, lengths = {}, {}, {}, {}
+    for name, (make_clf, _, drift_at, data_for) in streams.items():
+        t0 = time.perf_counter()
+        data = {seed: data_for(seed) for seed in seeds}
+        lengths[name] = len(data[seeds[0]])
+        runs: dict[tuple[str, float], list[dict]] = {}
+        for budget, method, seed in itertools.product(budgets, METHODS, seeds):
+            runs.setdefault((method, budget), []).append(prequential(make_learner(method, make_clf(), budget, seed), data[seed]))
+        # Random sampling at the label count of methods that spend less than random does.
+        for budget, method in itertools.product(budgets, METHODS):
+            spent = np.mean([r["labels"] for r in runs[(method, budget)]])
+            if spent >= 0.95 * np.mean([r["labels"] for r in runs[("random", budget)]]):
+                continue
+            matched = []
+            for seed, run in zip(seeds, runs[(method, budget)], strict=True):
+                n = len(data[seed])
+                rate = min(1.0, max(run["labels"], 1) / n)
+                matched.append(prequential(make_learner("random", make_clf(), rate, seed), data[seed]))
+            runs[(method, f"{budget}@spend")] = matched
+        stream_results = {}
+        for method in METHODS:
+            per_budget = {}
+            for budget in budgets:
+                rs = runs[(method, budget)]
+                entry = {
+                    "accuracy": summarise([r["accuracy"] for r in rs]),
+                    "kappa": summarise([r["kappa"] for r in rs]),
+                    "labels": summarise([r["labels"] for r in rs]),
+                }
+                matched = runs.get((method, f"{budget}@spend"))
+                if matched is not None:
+                    entry["random_at_spend"] = {
+                        "accuracy": summarise([r["accuracy"] for r in matched]),
+                        "labels": summarise([r["labels"] for r in matched]),
+                    }
+                per_budget[str(budget)] = entry
+            stream_results[method] = per_budget
+        results[name] = stream_results
+        if drift_at is not None:
+            curves[name] = {
+                str(b): {m: np.mean([windowed(r["correct"]) for r in runs[(m, b)]], axis=0).tolist() for m in METHODS}
+                for b in CURVE_BUDGETS
+                if b in budgets
+            }
+            recovery[name] = {
+                str(b): {
+                    m: {
+                        "before": summarise([r["correct"][drift_at - 1000 : drift_at].mean() for r in runs[(m, b)]]),
+                        "after_0_1000": summarise([r["correct"][drift_at : drift_at + 1000].mean() for r in runs[(m, b)]]),
+                        "after_1000_3000": summarise(
+                            [r["correct"][drift_at + 1000 : drift_at + 3000].mean() for r in runs[(m, b)]]
+                        ),
+                    }
+                    for m in METHODS
+                }
+                for b in budgets
+            }
+        print(f"  {name}: {len(runs)} configurations x {len(seeds)} seeds in {time.perf_counter() - t0:.0f}s", flush=True)
+    return results, curves, recovery, lengths
+
+
+def run_overhead(streams, seed, budgets, n_events, repeats):
+    """CPU seconds per event: wrapper (predict + query + learn asked) vs bare classifier doing the same work.
+
+    The bare classifier predicts every event and learns exactly the labels the
+    wrapper asked for. Timings alternate between the two and keep the best of
+    ``repeats`` (CPU time, so other processes on the machine disturb them less).
+    """
+
+    def wrapped_run(make_clf, strategy, budget, data):
+        learner = ActiveLearner(make_clf(), strategy=strategy, budget=budget, seed=seed)
+        asked = []
+        t0 = time.process_time()
+        for x, y in data:
+            proba = learner.predict_proba_one(x)
+            ask = learner.query_one(x, proba=proba)
+            if ask:
+                learner.learn_one(x, y)
+            asked.append(ask)
+        return time.process_time() - t0, asked
+
+    def bare_run(make_clf, data, asked):
+        model = make_clf()
+        t0 = time.process_time()
+        for (x, y), ask in zip(data, asked, strict=True):
+            model.predict_proba_one(x)
+            if ask:
+                model.learn_one(x, y)
+        return time.process_time() - t0
+
+    out = {}
+    for name, (make_clf, _, _, data_for) in streams.items():
+        data = data_for(seed)[:n_events]
+        per_stream = {}
+        for budget in budgets:
+            for strategy in STRATEGIES:
+                wrapped, bare = [], []
+                for repeat in range(repeats):
+                    if repeat % 2:
+                        bare.append(bare_run(make_clf, data, asked))
+                    seconds, asked = wrapped_run(make_clf, strategy, budget, data)
+                    wrapped.append(seconds)
+                    if not repeat % 2:
+                        bare.append(bare_run(make_clf, data, asked))
+                w, b = min(wrapped) / len(data), min(bare) / len(data)
+                per_stream[f"{strategy}@{budget}"] = {
+                    "wrapper_us_per_event": w * 1e6,
+                    "bare_us_per_event": b * 1e6,
+                    "overhead": w / b - 1.0,
+                }
+        supervised = []
+        for _ in range(repeats):
+            model = make_clf()
+            t0 = time.process_time()
+            for x, y in data:
+                model.predict_proba_one(x)
+                model.learn_one(x, y)
+            supervised.append(time.process_time() - t0)
+        per_stream["fully_supervised_bare_us_per_event"] = min(supervised) / len(data) * 1e6
+        out[name] = per_stream
+    return out
+
+
+def comparisons(results, recovery, budgets):
+    """The claims of ALGORITHMS.md §2, checked on the measured numbers."""
+    out = {}
+    for name, stream in results.items():
+        rows = {}
+        for budget in budgets:
+            b = str(budget)
+            acc = {m: stream[m][b]["accuracy"]["mean"] for m in METHODS}
+
+            def seeds_at_least(method, baseline, b=b, stream=stream):
+                ours, theirs = stream[method][b]["accuracy"]["values"], stream[baseline][b]["accuracy"]["values"]
+                return sum(a >= r for a, r in zip(ours, theirs, strict=True))
+
+            rows[b] = {
+                "randvar_minus_random": acc["randvar"] - acc["random"],
+                "split_minus_random": acc["split"] - acc["random"],
+                "randvar_minus_entropy": acc["randvar"] - acc["entropy"],
+                "split_minus_entropy": acc["split"] - acc["entropy"],
+                "seeds_randvar_at_least_random": seeds_at_least("randvar", "random"),
+                "seeds_split_at_least_random": seeds_at_least("split", "random"),
+                "best": max(acc, key=acc.get),
+            }
+            if name in recovery:
+                rec = recovery[name][b]
+                rows[b]["after_drift_0_1000"] = {m: rec[m]["after_0_1000"]["mean"] for m in ("fixed", "randvar", "split", "random")}
+        out[name] = rows
+    return out
+
+
+def plot(results, curves, overhead, budgets, drift_positions, prefix):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    cols = 2
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4.2 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        for method in METHODS:
+            mean = [results[name][method][str(b)]["accuracy"]["mean"] for b in budgets]
+            std = [results[name][method][str(b)]["accuracy"]["std"] for b in budgets]
+            style = "--" if method in ("random", "entropy") else "-"
+            ax.errorbar(budgets, mean, yerr=std, label=method, linestyle=style, marker="o", markersize=3, capsize=2)
+        ax.set_xscale("log")
+        ax.set_xlabel("budget B (fraction of labels)")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    for row in axes:
+        row[0].set_ylabel("prequential accuracy")
+    for ax in axes.flat[len(names) :]:
+        ax.set_visible(False)
+    axes[0][-1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(f"{prefix}_budget.png", dpi=110)
+    plt.close(fig)
+
+    drifting = [n for n in names if n in curves]
+    shown = [b for b in CURVE_BUDGETS if str(b) in next(iter(curves.values()), {})]
+    if drifting and shown:
+        fig, axes = plt.subplots(len(drifting), len(shown), figsize=(5 * len(shown), 3.6 * len(drifting)), squeeze=False)
+        for row, name in enumerate(drifting):
+            for col, budget in enumerate(shown):
+                ax = axes[row][col]
+                for method, curve in curves[name][str(budget)].items():
+                    x = (np.arange(len(curve)) + 0.5) * WINDOW
+                    style = "--" if method in ("random", "entropy") else "-"
+                    ax.plot(x, curve, label=method, linestyle=style, linewidth=1.2)
+                ax.axvline(drift_positions[name], color="k", linewidth=0.8)
+                ax.set_title(f"{name}, B = {budget}")
+                ax.set_xlabel("event")
+                ax.grid(alpha=0.3)
+            axes[row][0].set_ylabel(f"accuracy (windows of {WINDOW})")
+        axes[0][-1].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(f"{prefix}_drift.png", dpi=110)
+        plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    keys = [k for k in next(iter(overhead.values())) if "@" in k]
+    width = 0.8 / len(overhead)
+    for i, (name, per) in enumerate(overhead.items()):
+        ax.bar(np.arange(len(keys)) + i * width, [100 * per[k]["overhead"] for k in keys], width, label=name)
+    ax.axhline(15, color="r", linewidth=0.8, linestyle="--")
+    ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys, rotation=60, fontsize=7, ha="right")
+    ax.set_ylabel("wrapper overhead (%)")
+    ax.set_yscale("symlog", linthresh=20)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(f"{prefix}_overhead.png", dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short streams, 2 seeds, 3 budgets (under a minute)")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--events", type=int, default=10_000, help="length of the synthetic streams")
+    parser.add_argument("--out", type=Path, default=RESULTS / "active_learning.json")
+    args = parser.parse_args(argv)
+    if args.quick:
+        seeds, budgets, n_synth, overhead_events, repeats = [0, 1], (0.05, 0.2, 1.0), 2000, 500, 2
+    else:
+        seeds, budgets, n_synth, overhead_events, repeats = list(range(args.seeds)), BUDGETS, args.events, 5000, 5
+    streams = make_streams(n_synth, args.quick)
+    t0 = time.perf_counter()
+    print(f"active learning benchmark: {len(streams)} streams, budgets {budgets}, seeds {seeds}", flush=True)
+    results, curves, recovery, lengths = run_quality(streams, seeds, budgets)
+    t_quality = time.perf_counter() - t0
+    overhead = run_overhead(streams, seeds[0], (0.1, 1.0), overhead_events, repeats)
+    report = {
+        "benchmark": "active_learning",
+        "quick": args.quick,
+        "settings": {
+            "budgets": list(budgets),
+            "seeds": seeds,
+            "methods": list(METHODS),
+            "events": lengths,
+            "drift": {"position": n_synth // 2, "width": 50},
+            "curve_window": WINDOW,
+            "overhead_events": overhead_events,
+            "overhead_repeats": repeats,
+            "classifiers": {name: s[1] for name, s in streams.items()},
+            "entropy": "river.active.EntropySampler(discount_factor=3) behind the same budget gate",
+        },
+        "accuracy": results,
+        "recovery_after_drift": recovery,
+        "accuracy_over_time": curves,
+        "comparisons": comparisons(results, recovery, budgets),
+        "overhead": overhead,
+        "seconds": {"quality": t_quality, "total": time.perf_counter() - t0},
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    drift_positions = {name: s[2] for name, s in streams.items() if s[2] is not None}
+    plot(results, curves, overhead, budgets, drift_positions, str(args.out.with_suffix("")))
+    print_summary(report, budgets)
+    return report
+
+
+def print_summary(report, budgets) -> None:
+    results = report["accuracy"]
+    print("\nprequential accuracy (mean over seeds); labels used in brackets as % of events")
+    for name, stream in results.items():
+        print(f"\n{name}  [{report['settings']['classifiers'][name]}]")
+        print("  method     " + "".join(f"{b:>14}" for b in budgets))
+        for method in METHODS:
+            cells = []
+            for b in budgets:
+                e = stream[method][str(b)]
+                n = report["settings"]["events"][name]
+                cells.append(f"{e['accuracy']['mean']:.3f} [{100 * e['labels']['mean'] / n:4.1f}]")
+            print(f"  {method:<10} " + "".join(f"{c:>14}" for c in cells))
+    print("\nafter the drift (events drift..drift+1000), accuracy")
+    for name, rec in report["recovery_after_drift"].items():
+        for b in ("0.05", "0.1", "0.2"):
+            if b in rec:
+                cells = "  ".join(f"{m} {rec[b][m]['after_0_1000']['mean']:.3f}" for m in ("fixed", "variable", "randvar", "split", "random", "entropy"))
+                print(f"  {name} B={b}: {cells}")
+    print("\nwrapper overhead per event over the bare classifier (same predictions, same labels)")
+    for name, per in report["overhead"].items():
+        cells = "  ".join(f"{k} {100 * v['overhead']:+.0f}%" for k, v in per.items() if "@" in k)
+        print(f"  {name} (bare {per['randvar@0.1']['bare_us_per_event']:.1f} us/event): {cells}")
+    print(f"\ntotal {report['seconds']['total']:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
