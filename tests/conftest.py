@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from streamlearn.datasets import export_dataset
+from tests.kafka_fixtures import broker  # noqa: F401  (the session-scoped real broker)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -123,6 +123,9 @@ class KafkaConfig:
     ssl_keyfile: str | None = None
     #: Seconds of retrying with backoff when the broker is unreachable (0: forever).
     connect_timeout_seconds: float = 0.0
+    #: Consumer-group session timeout: a member silent this long is replaced (a
+    #: daemon killed with SIGKILL hands its partitions over after it).
+    session_timeout_ms: int = 10_000
     #: Port of the Prometheus endpoint (0: off).
     metrics_port: int = 0
 
@@ -145,10 +148,22 @@ class Config:
     def build_learner(self) -> Any:
         return build_learner(self.learner)
 
+    def engine_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``Engine`` from ``[engine]`` and ``[eval]``."""
+        return {
+            "batch_size": self.engine.batch_size,
+            "max_event_bytes": self.engine.max_event_bytes,
+            "history_every": self.eval.history_every,
+            "log_every_seconds": self.engine.log_every_seconds,
+        }
+
     def build_processor(self, learner: Any, emit: bool = True) -> Any:
         cls = registry.processor_class(self.learner.name, self.learner.processor)
         options = _from_table(cls.Options, self.processor, "processor")
-        return cls(learner, self.eval, options, emit=emit)
+        try:
+            return cls(learner, self.eval, options, emit=emit)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{self.learner.name} processor: {exc}") from None
 
 
 # --------------------------------------------------------------------------- validation
@@ -302,6 +317,8 @@ def _check_values(config: Config) -> None:
         raise ConfigError(f"input.format must be jsonl, csv or parquet, got {config.input.format!r}")
     if config.kafka.scope not in ("global", "partition"):
         raise ConfigError(f"kafka.scope must be 'global' or 'partition', got {config.kafka.scope!r}")
+    if config.kafka.session_timeout_ms < 1000:
+        raise ConfigError("kafka.session_timeout_ms must be at least 1000")
     if config.kafka.offset_reset not in ("earliest", "latest", "fail"):
         raise ConfigError(f"kafka.offset_reset must be earliest, latest or fail, got {config.kafka.offset_reset!r}")
 

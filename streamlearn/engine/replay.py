@@ -119,16 +119,7 @@ def replay(
             checkpointer.restore()
         bar = _ProgressBar(source, processor, sys.stderr.isatty() if progress is None else progress)
         engine = Engine(
-            processor,
-            source,
-            outputs=outputs,
-            dead_letters=dead,
-            batch_size=config.engine.batch_size,
-            max_event_bytes=config.engine.max_event_bytes,
-            history_every=config.eval.history_every,
-            checkpointer=checkpointer,
-            on_batch=bar,
-            log_every_seconds=config.engine.log_every_seconds,
+            processor, source, outputs=outputs, dead_letters=dead, checkpointer=checkpointer, on_batch=bar, **config.engine_options()
         )
         if checkpointer is not None:
             engine.stats.records = engine.stats.resumed_at = checkpointer.events_before

@@ -1,0 +1,80 @@
+"""The daemon's Prometheus endpoint (prometheus-client).
+
+Values are read on each scrape from the daemon's latest snapshot (refreshed by
+its loop about twice a second), so serving metrics costs the loop nothing per
+event. Exposed, all prefixed ``streamlearn_``:
+
+=========================================  =======  ===============================================
+name                                       type     meaning
+=========================================  =======  ===============================================
+``events_total``                           counter  records read and handled by this process
+``dead_letters_total``                     counter  records sent to the dead-letter sink
+``outputs_total``                          counter  predictions / decisions published
+``checkpoints_total``                      counter  checkpoints written by this process
+``events_per_second``                      gauge    recent throughput (a few seconds' window)
+``consumer_lag{partition}``                gauge    high watermark − next offset to process
+``consumer_lag_total``                     gauge    the sum over owned partitions
+``checkpoint_age_seconds{lane}``           gauge    seconds since the lane's last checkpoint
+``checkpoint_duration_seconds{lane}``      gauge    how long the lane's last checkpoint took
+``learner_metric{lane,metric}``            gauge    the learner's running metric (e.g. Accuracy)
+``assigned_partitions``                    gauge    partitions this daemon owns
+``broker_connected``                       gauge    1 while the broker answers, 0 during an outage
+=========================================  =======  ===============================================
+
+A *lane* is one learner: ``global``, or ``<topic>-<partition>`` with ``scope = "partition"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["SnapshotCollector", "serve_metrics"]
+
+
+class SnapshotCollector(Collector):
+    """Turns ``snapshot()`` (a dict, see ``Daemon.snapshot``) into Prometheus metrics."""
+
+    def __init__(self, snapshot: Callable[[], dict[str, Any]]):
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Any]:
+        s = self.snapshot()
+        for name, doc in (
+            ("events", "Records read and handled by this process."),
+            ("dead_letters", "Records sent to the dead-letter sink."),
+            ("outputs", "Outputs (predictions, decisions) published."),
+            ("checkpoints", "Checkpoints written by this process."),
+        ):
+            yield CounterMetricFamily(f"streamlearn_{name}", doc, value=s.get(name, 0))
+        yield GaugeMetricFamily("streamlearn_events_per_second", "Recent throughput.", value=s.get("events_per_second", 0.0))
+        lag = GaugeMetricFamily("streamlearn_consumer_lag", "High watermark minus the next offset to process.", labels=["partition"])
+        for partition, value in sorted(s.get("lag_by_partition", {}).items()):
+            lag.add_metric([partition], value)
+        yield lag
+        yield GaugeMetricFamily("streamlearn_consumer_lag_total", "Consumer lag summed over owned partitions.", value=s.get("lag", 0))
+        age = GaugeMetricFamily("streamlearn_checkpoint_age_seconds", "Seconds since the lane's last checkpoint.", labels=["lane"])
+        duration = GaugeMetricFamily("streamlearn_checkpoint_duration_seconds", "Duration of the lane's last checkpoint.", labels=["lane"])
+        metric = GaugeMetricFamily("streamlearn_learner_metric", "The learner's running metric.", labels=["lane", "metric"])
+        for lane, info in sorted(s.get("lanes", {}).items()):
+            age.add_metric([lane], info["checkpoint_age_seconds"])
+            duration.add_metric([lane], info["checkpoint_seconds"])
+            for name, value in info["metrics"].items():
+                metric.add_metric([lane, name], value)
+        yield age
+        yield duration
+        yield metric
+        yield GaugeMetricFamily("streamlearn_assigned_partitions", "Partitions this daemon owns.", value=len(s.get("partitions", ())))
+        yield GaugeMetricFamily("streamlearn_broker_connected", "1 while the broker answers.", value=1.0 if s.get("connected") else 0.0)
+
+
+def serve_metrics(snapshot: Callable[[], dict[str, Any]], port: int, addr: str = "0.0.0.0") -> Any:
+    """Serve ``/metrics`` on ``addr:port`` in a background thread; returns the server (``.shutdown()``)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(snapshot))
+    server, _thread = start_http_server(port, addr=addr, registry=registry)
+    return server
