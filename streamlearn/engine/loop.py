@@ -35,6 +35,8 @@ __all__ = ["Engine", "RunStats", "dead_letter"]
 
 log = structlog.get_logger("streamlearn.engine")
 
+_RAW_TYPES = (bytes, bytearray)
+
 #: Distinct dead-letter reasons counted one by one in the stats; the rest are "other".
 MAX_REASONS = 50
 
@@ -147,7 +149,7 @@ class Engine:
             if record.error is not None:
                 self._dead(record.error, record.position, raw, letters)
                 continue
-            if isinstance(raw, bytes | bytearray):
+            if isinstance(raw, _RAW_TYPES):
                 if len(raw) > limit:
                     self._dead(f"event of {len(raw)} bytes exceeds max_event_bytes={limit}", record.position, raw[:1024], letters)
                     continue

@@ -194,9 +194,6 @@ def finite_number(value: Any, field: str) -> float:
     return value
 
 
-_NUMBER_TYPES = frozenset((float, int, bool))
-
-
 def numeric_features(event: Mapping[str, Any], field: str = "x") -> dict[str, float]:
     """The event's feature dict; every value a finite number (bools count as 0/1)."""
     x = event.get(field)
@@ -204,12 +201,12 @@ def numeric_features(event: Mapping[str, Any], field: str = "x") -> dict[str, fl
         raise BadEvent(f"missing field {field!r}")
     if not isinstance(x, dict):
         raise BadEvent(f"{field} must be an object of features, got {type(x).__name__}")
-    values = x.values()
-    # Fast path in C: only numbers, and a finite sum means no NaN or infinity.
+    # Fast path in C: sum() refuses anything but numbers (a str, None, a list or a dict
+    # raises TypeError, a complex fails isfinite), and a finite sum means no NaN or infinity.
     try:
-        if _NUMBER_TYPES.issuperset(map(type, values)) and math.isfinite(sum(values)):
+        if math.isfinite(sum(x.values())):
             return x
-    except OverflowError:  # an integer beyond float range; the loop below names it
+    except (TypeError, OverflowError):  # the loop below names the culprit
         pass
     for key, value in x.items():
         if isinstance(value, bool):
