@@ -65,10 +65,10 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from streamlearn.datasets import shared_data  # noqa: E402
 from streamlearn.learners.groupwise import ALWAYS_ON, GroupRegret, GroupwiseRegressor, OnlineRidge  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-INSURANCE = REPO / ".." / "shared" / "data" / "insurance.csv"
 RESULTS = REPO / "benchmarks" / "results"
 
 #: The shuffling seeds of the reference code (bilevel/Groupwise_seedruns.py).
@@ -161,8 +161,8 @@ def synthetic(n: int, aggregate: str, seed: int = SYNTHETIC_SEED, d: int = 20, n
     return Dataset(f"synthetic_{aggregate}", X, names, _minmax(y), groups, member)
 
 
-def medical(path: Path = INSURANCE) -> Dataset:
-    with open(path, newline="") as f:
+def medical(path: Path | None = None) -> Dataset:
+    with open(path or shared_data("insurance.csv"), newline="") as f:
         rows = list(csv.DictReader(f))
     age = np.array([float(r["age"]) for r in rows])
     bmi = np.array([float(r["bmi"]) for r in rows])

@@ -14,7 +14,27 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["dataset_events", "export_dataset", "river_dataset"]
+__all__ = ["dataset_events", "export_dataset", "river_dataset", "shared_data"]
+
+
+def shared_data(name: str) -> Path:
+    """A file of the project's shared real data (``../shared/data/`` beside the repository).
+
+    Looked up in ``$STREAMLEARN_SHARED_DATA``, then in ``shared/data`` in any folder
+    above the package or the working directory (``../shared/data`` from a checkout).
+    """
+    candidates = []
+    if os.environ.get("STREAMLEARN_SHARED_DATA"):
+        candidates.append(Path(os.environ["STREAMLEARN_SHARED_DATA"]) / name)
+    for start in (Path(__file__).resolve(), Path.cwd().resolve()):
+        candidates += [parent / "shared" / "data" / name for parent in start.parents]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"shared data file {name!r} not found; set STREAMLEARN_SHARED_DATA to the folder holding it "
+        f"(looked in: {', '.join(str(p.parent) for p in candidates[:4])}, ...)"
+    )
 
 
 def river_dataset(name: str) -> Any:
