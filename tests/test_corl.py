@@ -147,6 +147,67 @@ def test_mbes_follows_the_logged_trajectory_when_the_model_is_unsure():
     assert {e % 2 for e in episodes} == {0, 1}
 
 
+def test_mbes_ranks_the_nearest_states_by_their_predicted_next_state():
+    """The precomputed candidates of every transition are what a search over all states at each visit finds."""
+    rng = np.random.default_rng(0)
+    n, m = 300, 12
+    keys, mean_data, mean_policy = (rng.normal(size=(n, 3)) for _ in range(3))
+    var_data, var_policy = rng.uniform(0.5, 1.5, size=n), rng.uniform(0.5, 3.5, size=n)
+    ranked, confident = MBES(n_neighbors=m, confidence=2.0)._rank_candidates(
+        keys, mean_data, var_data, mean_policy, var_policy, chunk=64
+    )
+    for k in range(n):
+        near = np.argsort(((keys - keys[k]) ** 2).sum(1))[:m]
+        assert ranked[k].tolist() == near[np.argsort(((mean_data[near] - mean_policy[k]) ** 2).sum(1))].tolist()
+        assert confident[k] == (var_policy[k] <= 2.0 * var_data[near].mean())
+    assert 0 < confident.mean() < 1  # both branches occur
+
+
+class PointMassModel:
+    """The point mass's own (deterministic) dynamics as a certain transition model."""
+
+    def __init__(self, env: PointMass):
+        self.env = env
+
+    def predict(self, obs, act):
+        return self.env.step(np.asarray(obs, np.float64), np.asarray(act, np.float64), 0)[0][None]
+
+
+def test_mbes_walks_follow_a_policy_faster_than_the_data_instead_of_standing_still():
+    """The expert accelerates beyond any logged velocity: the best match is then often the predecessor of the
+    current state (it predicts that state itself); a walk must not step back onto kept states and stay pinned."""
+    env = PointMass()
+    data = env.dataset(0, 4000, "medium", seed=0)
+    policy = env.expert_action(data["obs"], 0).astype(np.float32)
+    selector = MBES()
+    chosen = selector.select(data["obs"], data["action"], data["next_obs"], data["done"], policy,
+                             PointMassModel(env), size=400, rng=np.random.default_rng(0))
+    assert selector.padded == 0  # the walks alone filled the buffer (pinned walks left ~60% to random padding)
+    kept = data["obs"][chosen]
+    uniform = data["obs"][np.random.default_rng(1).choice(len(data["obs"]), 400, replace=False)]
+    # Pinned walks keep states near the starts; walks that follow the expert leave them (goal 0 is +x).
+    assert (kept[:, 0] > 1.0).mean() > 0.7 > 0.6 > (uniform[:, 0] > 1.0).mean()
+    _, visited = env.rollout(lambda o: env.expert_action(o, 0), 0, n_episodes=10, seed=1)
+
+    def coverage(states: np.ndarray) -> float:  # mean distance of a visited state to the nearest kept one
+        return float(np.sqrt(((visited[:, None, :] - states[None, :, :]) ** 2).sum(-1)).min(1).mean())
+
+    assert coverage(kept) < coverage(uniform)
+
+
+@pytest.mark.parametrize("goals", ["directions", "positions"])
+def test_mbes_leaves_random_policy_transitions_of_mixed_data_behind(goals):
+    env = PointMass(goals=goals)
+    data = env.dataset(0, 2000, "mixed", seed=0, random_share=0.5)
+    policy = env.expert_action(data["obs"], 0).astype(np.float32)
+    chosen = MBES().select(data["obs"], data["action"], data["next_obs"], data["done"], policy,
+                           PointMassModel(env), size=300, rng=np.random.default_rng(0))
+    assert len(set(chosen.tolist())) == 300
+    # Half the data are random-policy transitions; the walks along the expert's trajectories rarely meet them.
+    assert data["random_policy"].mean() == 0.5
+    assert data["random_policy"][chosen].mean() < 0.15
+
+
 def test_mbes_buffer_holds_exactly_buffer_size_real_transitions(datasets):
     data = datasets["goal0"]
     learner = tiny_oer(selection="mbes", buffer_size=25)
@@ -163,6 +224,37 @@ def test_mbes_buffer_holds_exactly_buffer_size_real_transitions(datasets):
     small = tiny_oer(selection="mbes", buffer_size=500)
     small.train_task("goal0", data)
     assert len(small.buffer("goal0")["reward"]) == len(data["reward"])
+
+
+# --------------------------------------------------------------------------- point mass
+
+
+def test_point_mass_position_goals_need_state_dependent_actions():
+    env = PointMass(goals="positions")
+    goal = env.goal_radius * env.goal(1)
+    at_start, at_goal = np.zeros((1, 4)), np.array([[*goal, 0.0, 0.0]])
+    assert np.allclose(env.expert_action(at_goal, 1), 0.0)  # hold at the goal ...
+    push = env.expert_action(at_start, 1)[0]
+    assert push @ env.goal(1) > 0.9  # ... and head for it from the start
+    returns = {q: env.dataset(1, 1000, q, seed=0)["reward"].sum() / 20 for q in ("medium", "random")}
+    expert = env.evaluate(lambda o: env.expert_action(o, 1), 1, n_episodes=20, seed=0)
+    assert expert > returns["medium"] > returns["random"]
+    with pytest.raises(ValueError, match="goals"):
+        PointMass(goals="rings")
+
+
+def test_point_mass_mixed_data_hold_the_requested_share_of_random_episodes():
+    env = PointMass()
+    data = env.dataset(0, 2000, "mixed", seed=3, random_share=0.3)  # 40 episodes, 12 of them random
+    flags = data["random_policy"].reshape(40, 50)
+    assert np.all(flags == flags[:, :1]) and flags[:, 0].sum() == 12
+    # Random episodes have uniform actions, medium ones aim near the goal direction (+x).
+    assert abs(data["action"][data["random_policy"], 0].mean()) < 0.05
+    assert data["action"][~data["random_policy"], 0].mean() > 0.3
+    assert not env.dataset(0, 100, "medium", seed=0)["random_policy"].any()
+    assert env.dataset(0, 100, "random", seed=0)["random_policy"].all()
+    with pytest.raises(ValueError, match="random_share"):
+        env.dataset(0, 100, "mixed", random_share=1.5)
 
 
 # --------------------------------------------------------------------------- continual behaviour

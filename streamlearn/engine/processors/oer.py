@@ -13,10 +13,11 @@ Events (one JSON object each):
   ``{"type": "action", "task", "action": [...], "id"}``.
 
 Every finished task produces an output ``{"type": "task_finished", "task",
-"task_index", "transitions", "dropped", "buffer", "steps", "critic_loss",
-"actor_loss", "clone_loss" (with DBC), "seconds"}``: transitions trained on,
-transitions dropped by the task store's bound, transitions kept in its buffer,
-gradient steps, the last losses and the training wall time.
+"task_index", "transitions", "dropped", "buffer", "padded", "steps",
+"critic_loss", "actor_loss", "clone_loss" (with DBC), "seconds"}``: transitions
+trained on, transitions dropped by the task store's bound, transitions kept in
+its buffer (of which ``padded`` were drawn at random because no MBES walk
+reached them), gradient steps, the last losses and the training wall time.
 
 Bad input — a missing field, a list of the wrong length (``obs``/``next_obs``
 must have the learner's ``obs_dim`` values, ``action`` its ``act_dim``), a

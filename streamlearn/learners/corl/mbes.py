@@ -13,10 +13,18 @@ policy would, using a transition model only to choose between real transitions:
    variance of the candidates' predictions — continue at the successor of ``j*``
    (where the policy would have gone, as far as the data show); otherwise follow
    the logged trajectory to the successor of ``k``.
-3. A walk ends at an episode end or after twice the longest episode; then the
-   next walk starts from another episode start (random order). Already chosen
-   transitions are walked through but not added again. When every start has
-   been used and the buffer is still short, random unchosen transitions fill it.
+3. A walk never steps onto a transition already in the buffer: only candidates
+   whose successor is new compete for ``j*``. Without this rule a walk is easily
+   pinned to one state: the predecessor of ``s_k`` predicts ``s_k`` itself, and
+   when the data hold no transition that moves the way the policy would (a
+   policy faster than the behaviour data), that prediction is the closest one,
+   so the walk jumps back to ``k`` for ever. (The public code ends a walk that
+   reaches a kept state; here the next-best candidate keeps it moving.)
+4. A walk ends at an episode end, when it would follow the logged trajectory
+   onto a kept transition, when no candidate is left, or after twice the longest
+   episode; then the next walk starts from another episode start (random order).
+   When every start has been used and the buffer is still short, random unchosen
+   transitions fill it (``padded`` counts them).
 
 Comparing model predictions with model predictions, rather than with the logged
 next states, cancels part of the model's bias. Distances use the observation
@@ -60,6 +68,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 __all__ = ["MBES", "successors"]
 
@@ -87,6 +96,8 @@ class MBES:
         self.n_neighbors = int(n_neighbors)
         self.confidence = float(confidence)
         self.compare_dims = None if compare_dims is None else [int(d) for d in compare_dims]
+        #: Transitions of the last selection that no walk reached (filled in at random).
+        self.padded = 0
 
     def select(
         self,
@@ -105,6 +116,7 @@ class MBES:
         prediction, shape (n_models, n, obs_dim).
         """
         n = len(obs)
+        self.padded = 0
         if size >= n:
             return np.arange(n, dtype=np.int64)
         dims = slice(None) if self.compare_dims is None else self.compare_dims
@@ -115,27 +127,61 @@ class MBES:
         mean_policy, var_policy = pred_policy.mean(0), pred_policy.var(0).mean(1)
 
         succ = successors(obs, next_obs, done)
+        ranked, confident = self._rank_candidates(keys, mean_data, var_data, mean_policy, var_policy)
         starts = np.flatnonzero(np.r_[True, succ[:-1] < 0])
         longest = int(np.diff(np.r_[starts, n]).max())
-        m = min(self.n_neighbors, n)
 
         chosen = np.zeros(n, dtype=bool)
         order: list[int] = []
         for start in rng.permutation(starts):
             k, steps = int(start), 0
-            while k >= 0 and steps < 2 * longest and len(order) < size:
-                if not chosen[k]:
-                    chosen[k] = True
-                    order.append(k)
-                dist = ((keys - keys[k]) ** 2).sum(1)
-                near = np.argpartition(dist, m - 1)[:m]
-                best = near[np.argmin(((mean_data[near] - mean_policy[k]) ** 2).sum(1))]
-                confident = var_policy[k] <= self.confidence * var_data[near].mean()
-                k = int(succ[best] if confident else succ[k])
+            while k >= 0 and not chosen[k] and steps < 2 * longest and len(order) < size:
+                chosen[k] = True
+                order.append(k)
+                k = self._next(k, ranked, confident, succ, chosen)
                 steps += 1
             if len(order) >= size:
                 break
+        self.padded = size - len(order)
         if len(order) < size:
             rest = np.flatnonzero(~chosen)
             order.extend(rng.choice(rest, size=size - len(order), replace=False).tolist())
         return np.asarray(order, dtype=np.int64)
+
+    @staticmethod
+    def _next(k: int, ranked: np.ndarray, confident: np.ndarray, succ: np.ndarray, chosen: np.ndarray) -> int:
+        """The next state of a walk at ``k`` (−1: the walk ends)."""
+        if not confident[k]:
+            return int(succ[k])  # −1 at an episode end; a kept state ends the walk in the loop
+        after = succ[ranked[k]]
+        usable = (after >= 0) & ~chosen[after]
+        return int(after[np.argmax(usable)]) if usable.any() else -1
+
+    def _rank_candidates(
+        self,
+        keys: np.ndarray,
+        mean_data: np.ndarray,
+        var_data: np.ndarray,
+        mean_policy: np.ndarray,
+        var_policy: np.ndarray,
+        chunk: int = 4096,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """For every transition: its candidates, best first, and whether the model is confident there.
+
+        The candidates of ``k`` are the ``n_neighbors`` states nearest ``s_k`` (a k-d
+        tree), ranked by the distance of their predicted next state to the policy's.
+        Both depend only on ``k``, so they are computed once for all transitions
+        instead of once per visit.
+        """
+        n = len(keys)
+        m = min(self.n_neighbors, n)
+        _, near = cKDTree(keys).query(keys, k=m)
+        near = np.asarray(near, dtype=np.int64).reshape(n, m)
+        ranked = np.empty_like(near)
+        confident = np.empty(n, dtype=bool)
+        for lo in range(0, n, chunk):
+            rows = near[lo : lo + chunk]
+            gap = ((mean_data[rows] - mean_policy[lo : lo + chunk, None, :]) ** 2).sum(2)
+            ranked[lo : lo + chunk] = np.take_along_axis(rows, np.argsort(gap, axis=1, kind="stable"), axis=1)
+            confident[lo : lo + chunk] = var_policy[lo : lo + chunk] <= self.confidence * var_data[rows].mean(1)
+        return ranked, confident

@@ -301,14 +301,16 @@ class OER(base.Base):
         task, head = self._current, self._tasks.index(self._current)
         data = self._data.arrays()
         losses = self._train(data, head)
+        padded = 0
         if self.selection != "none":
-            self._buffers[head] = self._select(data, head)
+            self._buffers[head], padded = self._select(data, head)
         summary = {
             "task": task,
             "task_index": head,
             "transitions": len(data["reward"]),
             "dropped": self._data.dropped,
             "buffer": len(self._buffers[head]["reward"]) if head in self._buffers else 0,
+            "padded": padded,  # MBES: kept transitions no walk reached, drawn at random
             "steps": self.steps_per_task,
             **losses,  # the last critic_loss, actor_loss and (with DBC) clone_loss
         }
@@ -450,8 +452,10 @@ class OER(base.Base):
         self.clone_optimizer.step()
         return loss.item()
 
-    def _select(self, data: Mapping[str, np.ndarray], head: int) -> dict[str, np.ndarray]:
+    def _select(self, data: Mapping[str, np.ndarray], head: int) -> tuple[dict[str, np.ndarray], int]:
+        """The kept transitions with their cloning targets, and how many MBES had to pad at random."""
         n, size = len(data["reward"]), self.buffer_size
+        padded = 0
         if n <= size:
             index = np.arange(n)
         elif self.selection == "random":
@@ -473,9 +477,10 @@ class OER(base.Base):
             index = self.selector.select(
                 data["obs"], data["action"], data["next_obs"], data["done"], policy_action, model, size, self._rng
             )
+            padded = self.selector.padded
         kept = {key: data[key][index].copy() for key in FIELDS}
         kept["target"] = self.agent.act(kept["obs"], head).astype(np.float32)
-        return kept
+        return kept, padded
 
     # ----------------------------------------------------------------------- state
 
