@@ -9,6 +9,11 @@
      and the same with the larger steps ``step_power = 0.5`` (``γ_t = (t+1)^{−1/2}``
      instead of the reconstruction's ``(t+1)^{−3/4}``): sooner to 1e-2, higher
      final error;
+   - the same ``FrankWolfeODL`` with ``polar_solver="svd"`` (the oracle
+     ``S_t = U Vᵀ`` and the read-out by SVD instead of the polynomial
+     iteration), run in lockstep with the default on the same mini-batches:
+     time per step of each, and the largest differences between their
+     iterates, read-outs and errors over the run (rounding error expected);
    - batch MSP (Zhai et al.): ℓ4 maximisation over the orthogonal group,
      ``D ← polar(Y (DᵀY)^{∘3})``, over all ``N`` stored samples, for several ``N``,
      from a random orthogonal start until it stops moving (or 100 iterations);
@@ -133,20 +138,39 @@ class Curve:
 # --------------------------------------------------------------------------- methods
 
 
-def run_fw(stream: Stream, max_samples: int, batch: int = 16, check_every: int = 10, **params) -> dict:
-    """One pass of FrankWolfeODL; the error is evaluated every check_every mini-batches (untimed)."""
-    model = FrankWolfeODL(n_features=stream.n, batch_size=batch, seed=stream.seed + 100, **params)
+def run_fw(stream: Stream, max_samples: int, batch: int = 16, check_every: int = 10,
+           solvers: tuple[str, ...] = ("iterative",), **params) -> dict[str, dict]:
+    """One pass of FrankWolfeODL per polar solver, in lockstep on the same blocks of check_every mini-batches
+    (each model timed on its own); the error is evaluated after every block (untimed). With two solvers,
+    ``"agreement"`` holds the largest differences between their iterates, read-outs and errors."""
+    models = {solver: FrankWolfeODL(n_features=stream.n, batch_size=batch, seed=stream.seed + 100, polar_solver=solver, **params)
+              for solver in solvers}
     step_samples = check_every * batch
-    curve, elapsed, pending = Curve(max_samples // step_samples), 0.0, np.zeros((0, stream.n))
+    curves = {solver: Curve(max_samples // step_samples) for solver in solvers}
+    elapsed = dict.fromkeys(solvers, 0.0)
+    agreement = {"relaxed_dictionary": 0.0, "dictionary": 0.0, "error": 0.0}
+    pending = np.zeros((0, stream.n))
     for chunk in stream.chunks(max_samples):
         pending = np.concatenate([pending, chunk])
         while len(pending) >= step_samples:
             block, pending = pending[:step_samples], pending[step_samples:]
-            t0 = time.perf_counter()
-            model.learn_many(block)
-            elapsed += time.perf_counter() - t0
-            curve.add(model.n_samples_seen, elapsed, recovery_error(model.dictionary, stream.D0))
-    return {**curve.result(), "seconds_per_sample": elapsed / model.n_samples_seen}
+            for solver, model in models.items():
+                t0 = time.perf_counter()
+                model.learn_many(block)
+                elapsed[solver] += time.perf_counter() - t0
+                curves[solver].add(model.n_samples_seen, elapsed[solver], recovery_error(model.dictionary, stream.D0))
+            if len(models) == 2:
+                first, second = models.values()
+                for key, a, b in (("relaxed_dictionary", first.relaxed_dictionary, second.relaxed_dictionary),
+                                  ("dictionary", first.dictionary, second.dictionary),
+                                  ("error", *(curve.last["error"] for curve in curves.values()))):
+                    agreement[key] = max(agreement[key], float(np.abs(a - b).max()))
+    results = {solver: {**curves[solver].result(), "seconds_per_sample": elapsed[solver] / model.n_samples_seen,
+                        "seconds_per_step": elapsed[solver] / model.n_steps}
+               for solver, model in models.items()}
+    if len(models) == 2:
+        results["agreement"] = agreement
+    return results
 
 
 def msp(Y: np.ndarray, D: np.ndarray, max_iter: int = 100, tol: float = 1e-10):
@@ -233,14 +257,19 @@ def recovery_experiment(quick: bool, pilot: dict) -> list[dict]:
             stream = Stream(n, noise, seed=n)
             fw_max = 16_000 if quick else fw_samples[n]
             print(f"n={n} noise={noise}: FW ...", flush=True)
-            fw = run_fw(stream, fw_max)
-            fw_fast = run_fw(stream, fw_max, step_power=0.5)
-            print(f"  FW error {fw['final_error']:.2e}, 1e-2 at {fw['seconds_to_target']} s; MSP ...", flush=True)
+            both = run_fw(stream, fw_max, solvers=("iterative", "svd"))
+            fw, fw_svd = both["iterative"], both["svd"]
+            fw_fast = run_fw(stream, fw_max, step_power=0.5)["iterative"]
+            print(f"  FW error {fw['final_error']:.2e}, 1e-2 at {fw['seconds_to_target']} s (SVD oracle:"
+                  f" {fw_svd['seconds_to_target']} s, {fw_svd['seconds_per_step'] / fw['seconds_per_step']:.2f}x slower per step,"
+                  f" iterates {both['agreement']['relaxed_dictionary']:.1e} apart); MSP ...", flush=True)
             ms = run_msp(stream, [1_000, 5_000] if quick else msp_sizes[n])
             print(f"  MSP 1e-2 at {ms['seconds_to_target']} s; MiniBatchDictionaryLearning ...", flush=True)
             mb = run_mbdl(stream, fw_max, alpha, batch, max_seconds=5 if quick else mbdl_seconds[n])
             print(f"  MBDL error {mb['final_error']:.2e}, 1e-2 at {mb['seconds_to_target']} s", flush=True)
-            row = {"n": n, "noise": noise, "fw": fw, "fw_step_power_0.5": fw_fast, "msp": ms, "mbdl": mb}
+            row = {"n": n, "noise": noise, "fw": fw, "fw_svd_oracle": fw_svd, "oracle_agreement": both["agreement"],
+                   "oracle_speedup": fw_svd["seconds_per_step"] / fw["seconds_per_step"],
+                   "fw_step_power_0.5": fw_fast, "msp": ms, "mbdl": mb}
             if fw["seconds_to_target"] is not None:
                 if mb["seconds_to_target"] is not None:
                     row["speedup_vs_mbdl"] = mb["seconds_to_target"] / fw["seconds_to_target"]
@@ -248,6 +277,8 @@ def recovery_experiment(quick: bool, pilot: dict) -> list[dict]:
                     row["speedup_vs_mbdl_at_least"] = mb["seconds_run"] / fw["seconds_to_target"]
                 if ms["seconds_to_target"] is not None:
                     row["speedup_vs_msp"] = ms["seconds_to_target"] / fw["seconds_to_target"]
+            if fw_svd["seconds_to_target"] is not None and mb["seconds_to_target"] is not None:
+                row["speedup_vs_mbdl_svd_oracle"] = mb["seconds_to_target"] / fw_svd["seconds_to_target"]
             if fw_fast["seconds_to_target"] is not None and mb["seconds_to_target"] is not None:
                 row["speedup_vs_mbdl_step_power_0.5"] = mb["seconds_to_target"] / fw_fast["seconds_to_target"]
             rows.append(row)
@@ -363,6 +394,7 @@ def plot_recovery(rows: list[dict], out: Path, stem: str) -> list[str]:
         for i, row in enumerate(rows):
             ax = axes[i % 2][i // 2]
             for key, name, style in (("fw", "Frank-Wolfe ODL (online)", "C0-"),
+                                     ("fw_svd_oracle", "Frank-Wolfe ODL, SVD oracle", "C0--"),
                                      ("fw_step_power_0.5", "Frank-Wolfe ODL, step_power 0.5", "C0:"),
                                      ("mbdl", "MiniBatchDictionaryLearning", "C1-")):
                 curve = row[key]["curve"]
@@ -443,6 +475,13 @@ def summarise(rows: list[dict]) -> list[dict]:
             "msp_seconds_to_1e-2": ms["seconds_to_target"], "msp_min_stored_samples_for_1e-2": ms["samples_to_target"],
             "speedup_vs_mbdl": row.get("speedup_vs_mbdl"), "speedup_vs_mbdl_at_least": row.get("speedup_vs_mbdl_at_least"),
             "speedup_vs_msp": row.get("speedup_vs_msp"),
+            "fw_svd_oracle_seconds_to_1e-2": row["fw_svd_oracle"]["seconds_to_target"],
+            "speedup_vs_mbdl_svd_oracle": row.get("speedup_vs_mbdl_svd_oracle"),
+            "fw_microseconds_per_step": 1e6 * fw["seconds_per_step"],
+            "fw_svd_oracle_microseconds_per_step": 1e6 * row["fw_svd_oracle"]["seconds_per_step"],
+            "oracle_speedup": row["oracle_speedup"],
+            "oracle_max_iterate_difference": row["oracle_agreement"]["relaxed_dictionary"],
+            "oracle_max_error_difference": row["oracle_agreement"]["error"],
             "fw_step_power_0.5_seconds_to_1e-2": row["fw_step_power_0.5"]["seconds_to_target"],
             "fw_step_power_0.5_final_error": row["fw_step_power_0.5"]["final_error"],
             "speedup_vs_mbdl_step_power_0.5": row.get("speedup_vs_mbdl_step_power_0.5"),
@@ -495,7 +534,10 @@ def main() -> None:
         speedup = fmt(s["speedup_vs_mbdl"], ".1f") if lower is None else f">= {lower:.1f} (MBDL never: {s['mbdl_run']})"
         print(f"  n={s['n']:>2} noise={s['noise']}: FW {fmt(s['fw_seconds_to_1e-2'])} s / {fmt(s['fw_samples_to_1e-2'], 'd')} samples"
               f" (final {s['fw_final_error']:.1e}), MBDL {fmt(s['mbdl_seconds_to_1e-2'])} s, MSP {fmt(s['msp_seconds_to_1e-2'])} s"
-              f" (>= {fmt(s['msp_min_stored_samples_for_1e-2'], 'd')} stored); speed-up {speedup};"
+              f" (>= {fmt(s['msp_min_stored_samples_for_1e-2'], 'd')} stored); speed-up {speedup}"
+              f" (SVD oracle: {fmt(s['fw_svd_oracle_seconds_to_1e-2'])} s, speed-up {fmt(s['speedup_vs_mbdl_svd_oracle'], '.1f')};"
+              f" {s['fw_microseconds_per_step']:.0f} vs {s['fw_svd_oracle_microseconds_per_step']:.0f} µs per step,"
+              f" iterates {s['oracle_max_iterate_difference']:.0e} apart);"
               f" step_power 0.5: {fmt(s['fw_step_power_0.5_seconds_to_1e-2'])} s (final {s['fw_step_power_0.5_final_error']:.1e},"
               f" speed-up {fmt(s['speedup_vs_mbdl_step_power_0.5'], '.1f')})")
     print("memory (n = 16):", [(r["samples"], r["fw_peak_bytes"], r["fw_state_bytes"]) for r in memory["rows"]])

@@ -15,11 +15,13 @@ from streamlearn.engine.config import parse_config
 from streamlearn.engine.processor import BadEvent, EvalOptions, Item
 from streamlearn.engine.processors.dictionary import DictionaryProcessor
 from streamlearn.engine.replay import replay
+from streamlearn.learners import dictionary
 from streamlearn.learners.base import state_hash, states_equal
 from streamlearn.learners.dictionary import (
     FrankWolfeODL,
     make_sparse_orthogonal,
     polar,
+    polar_iterative,
     random_orthogonal,
     recovery_error,
 )
@@ -106,6 +108,116 @@ def test_one_step_by_hand():
     gamma = 2 ** -0.75
     np.testing.assert_allclose(model.relaxed_dictionary, (1 - gamma) * D + gamma * U @ Vt, atol=1e-12)
     assert model.n_steps == 1 and model.n_buffered == 0
+
+
+# --------------------------------------------------------------------------- the oracle's polar factor
+
+
+def with_singular_values(values: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A matrix U diag(values) Vᵀ with random orthogonal U, V, and its polar factor U Vᵀ."""
+    U, V = random_orthogonal(len(values), rng), random_orthogonal(len(values), rng)
+    return (U * values) @ V.T, U @ V.T
+
+
+@pytest.mark.parametrize("n", [16, 64])
+def test_iterative_polar_factor_equals_the_svd_one(n):
+    rng = np.random.default_rng(20)
+    cases = []
+    for kappa in (1.0, 10.0, 300.0):  # condition numbers up to 300: all spreads of the spectrum
+        for values in (np.geomspace(1, 1 / kappa, n), np.r_[np.ones(n - 1), 1 / kappa], np.r_[1.0, np.full(n - 1, 1 / kappa)]):
+            cases.append(with_singular_values(values * 10.0 ** rng.uniform(-6, 6), rng))  # at any scale
+    near_orthogonal = random_orthogonal(n, rng) + 0.05 * rng.standard_normal((n, n)) / np.sqrt(n)  # like the read-out
+    cases.append((near_orthogonal, polar(near_orthogonal)))
+    for M, factor in cases:
+        S = polar_iterative(M)
+        assert S is not None
+        np.testing.assert_allclose(S, factor, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(S, polar(M), rtol=0, atol=1e-12)
+    converged = 0
+    for _ in range(5):  # random Gaussian matrices: condition numbers of order n, sometimes far more
+        M = rng.standard_normal((n, n))
+        S = polar_iterative(M)
+        if np.linalg.cond(M) < 200:
+            assert S is not None
+        if S is not None:
+            converged += 1
+            np.testing.assert_allclose(S, polar(M), rtol=0, atol=1e-12)
+    assert converged >= 3
+
+
+def test_iterative_polar_factor_gives_up_on_singular_and_bad_matrices():
+    rng = np.random.default_rng(21)
+    n = 32
+    rank_deficient = rng.standard_normal((n, n - 4)) @ rng.standard_normal((n - 4, n))
+    ill_conditioned, _ = with_singular_values(np.geomspace(1, 1e-8, n), rng)
+    zero_row = rng.standard_normal((n, n))
+    zero_row[5] = 0.0
+    nan = rng.standard_normal((n, n))
+    nan[1, 2] = np.nan
+    for M in (rank_deficient, ill_conditioned, zero_row, np.zeros((n, n)), nan, np.full((n, n), np.inf)):
+        assert polar_iterative(M) is None
+
+
+def test_polar_schedule_maps_the_design_interval_near_one_and_lifts_small_singular_values():
+    x = np.linspace(dictionary._POLAR_LOW, 1.0, 20_001)
+    small = np.geomspace(1e-6, dictionary._POLAR_LOW, 200)
+    for a, b, c in dictionary._POLAR_SCHEDULE:
+        lifted = a * small + b * small**3 + c * small**5
+        assert np.all(lifted > small)  # below the interval, singular values still grow
+        small = lifted
+        error = 1 - (a * x + b * x**3 + c * x**5)
+        # Minimax: the error equioscillates, the same size at both ends of the interval.
+        assert error[0] == pytest.approx(np.abs(error).max(), rel=1e-9)
+        assert -error[-1] == pytest.approx(np.abs(error).max(), rel=1e-9)
+        x = 1 - error
+    assert np.abs(x - 1).max() <= 0.05
+
+
+def count_polar_iterations(monkeypatch) -> list[bool]:
+    """Records, for each call of polar_iterative, whether it converged."""
+    converged: list[bool] = []
+
+    def counted(matrix):
+        factor = polar_iterative(matrix)
+        converged.append(factor is not None)
+        return factor
+
+    monkeypatch.setattr(dictionary, "polar_iterative", counted)
+    return converged
+
+
+def test_iterative_oracle_gives_the_svd_oracles_iterates(monkeypatch):
+    n = 32
+    Y, D0 = make_sparse_orthogonal(16 * 400, n, noise=0.1, seed=22)
+    fast, exact = FrankWolfeODL(n_features=n, seed=23), FrankWolfeODL(n_features=n, seed=23, polar_solver="svd")
+    converged = count_polar_iterations(monkeypatch)
+    for chunk in np.split(Y, 8):
+        fast.learn_many(chunk)
+        exact.learn_many(chunk)
+        assert np.abs(fast.relaxed_dictionary - exact.relaxed_dictionary).max() < 1e-10
+        assert np.abs(fast.dictionary - exact.dictionary).max() < 1e-10
+    # The SVD at step 1 (16 samples < 32 features: G has rank 16), at step 2 the iteration fails
+    # (G is ill-conditioned), SVD again until it is retried at step 18; from then on it converges.
+    # Plus one call per read-out.
+    assert converged == [False] + [True] * (400 - 17) + [True] * 8
+    assert recovery_error(fast.dictionary, D0) == pytest.approx(recovery_error(exact.dictionary, D0), abs=1e-10)
+
+
+def test_singular_gradients_fall_back_to_the_svd(monkeypatch):
+    n = 16
+    Y, _ = make_sparse_orthogonal(8 * 100, n, seed=24)
+    Y[:, 3] = 0.0  # a dead sensor: every averaged gradient is singular
+    fast = FrankWolfeODL(n_features=n, batch_size=8, seed=25)
+    exact = FrankWolfeODL(n_features=n, batch_size=8, seed=25, polar_solver="svd")
+    converged = count_polar_iterations(monkeypatch)
+    fast.learn_many(Y)
+    exact.learn_many(Y)
+    # Step 1 has rank 8 < 16: SVD without trying. The iteration fails at step 2 and is retried every 16 steps.
+    assert converged == [False] * len(range(2, 101, 16))
+    assert np.array_equal(fast.relaxed_dictionary, exact.relaxed_dictionary)
+    # Without gradient averaging G has the rank of one mini-batch (8 < 16): never tried.
+    FrankWolfeODL(n_features=n, batch_size=8, averaging_power=0).learn_many(Y)
+    assert len(converged) == len(range(2, 101, 16))
 
 
 def test_codes_are_thresholded_projections():
@@ -202,6 +314,7 @@ def test_predict_is_pure_and_bad_input_changes_nothing():
         ({"n_features": 3, "averaging_power": 1.5}, "averaging_power"),
         ({"n_features": 3, "step_power": 0}, "step_power"),
         ({"n_features": 3, "features": ["a", "a", "b"]}, "distinct"),
+        ({"n_features": 3, "polar_solver": "qr"}, "polar_solver"),
     ],
 )
 def test_bad_parameters(params, message):
@@ -240,6 +353,31 @@ def test_state_round_trip_mid_batch_continues_bit_for_bit(params):
         restored.learn_one(row)
     assert states_equal(restored.state_dict(), whole.state_dict())
     assert np.array_equal(restored.dictionary, whole.dictionary)
+
+
+def test_state_round_trip_keeps_the_oracles_retry_step():
+    n = 16
+    Y, _ = make_sparse_orthogonal(16 * 60 + 5, n, seed=26)
+    Y[: 16 * 20, 0] = 0.0  # singular gradients at first: the iteration fails at step 1, again at 17, works from 33
+    cut = 16 * 25 + 5
+    whole = FrankWolfeODL(n_features=n, seed=27)
+    whole.learn_many(Y)
+    part = FrankWolfeODL(n_features=n, seed=27)
+    part.learn_many(Y[:cut])
+    state = part.state_dict()
+    assert state["polar/retry_step"] == 33
+    restored = FrankWolfeODL(n_features=n, seed=28)
+    restored.load_state_dict(state_from_table(state_to_table(state)))
+    restored.learn_many(Y[cut:])
+    assert states_equal(restored.state_dict(), whole.state_dict())
+    # A state saved before the key existed still loads; the iteration is then tried at once (step 26,
+    # not 33), so the continuation agrees with the uninterrupted run to rounding error, not bit for bit.
+    legacy_state = {k: v for k, v in state.items() if k != "polar/retry_step"}
+    legacy = FrankWolfeODL(n_features=n, seed=28)
+    legacy.load_state_dict(legacy_state)
+    legacy.learn_many(Y[cut:])
+    difference = np.abs(legacy.relaxed_dictionary - whole.relaxed_dictionary).max()
+    assert 0 < difference < 1e-10
 
 
 def test_fresh_state_round_trips_and_mismatched_state_is_refused():
