@@ -51,7 +51,7 @@ VARIANTS = [
     ("linear_model.LogisticRegression", 0, 250),
     ("linear_model.LogisticRegression", 30, 400),
     ("linear_model.Perceptron", 5, 333),
-    ("naive_bayes.GaussianNB", 0, 500),
+    ("linear_model.PAClassifier", 0, 500),
 ]
 
 

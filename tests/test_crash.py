@@ -60,3 +60,17 @@ def test_kill_9_at_random_moments_then_restart_gives_the_uninterrupted_state(tmp
     # outputs are at-least-once: every event has a prediction, some possibly twice
     rows = [json.loads(line)["source"]["row"] for line in (tmp_path / "crashy" / "predictions.jsonl").read_text().splitlines()]
     assert set(rows) == set(range(n_events))
+
+
+def test_a_stream_that_ends_on_a_checkpoint_still_stores_the_flushed_state(tmp_path, phishing_jsonl):
+    """The last periodic checkpoint falls on the last event; the end-of-stream flush (labels
+    still delayed are learned) changes the state after it, so a final checkpoint must follow."""
+    path = tmp_path / "c.toml"
+    path.write_text(CONFIG.format(dir=tmp_path / "run").replace("every_events = 300", "every_events = 50"))
+    replay(load_config(path), phishing_jsonl, progress=False)
+    entries = CheckpointStore(tmp_path / "run" / "checkpoints").list()
+    assert [e.events for e in entries[-2:]] == [1250, 1250]
+    assert entries[-1].sha256 != entries[-2].sha256
+    # a restart at the end of the stream finds nothing left to do and writes nothing more
+    replay(load_config(path), phishing_jsonl, progress=False)
+    assert CheckpointStore(tmp_path / "run" / "checkpoints").list()[-1].seq == entries[-1].seq

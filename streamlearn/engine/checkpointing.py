@@ -30,7 +30,7 @@ import structlog
 
 from streamlearn.connectors.base import Sink, Source
 from streamlearn.engine.checkpoint import Checkpoint, CheckpointInfo, CheckpointStore
-from streamlearn.learners.base import subset
+from streamlearn.learners.base import state_hash, subset
 
 __all__ = ["Checkpointer", "learner_spec", "state_of"]
 
@@ -148,6 +148,15 @@ class Checkpointer:
         self.processor.load_state_dict(subset(checkpoint.state, "processor/"))
         self.source.seek(checkpoint.positions)
         self.events_before = self.events = checkpoint.events
+        meta = checkpoint.metadata
+        self.last = CheckpointInfo(
+            file=checkpoint.path.rsplit("/", 1)[-1],
+            seq=int(meta.get("seq", 0)),
+            events=checkpoint.events,
+            sha256=meta["sha256"],
+            time=meta.get("time", ""),
+            positions=checkpoint.positions,
+        )
         log.info("resumed from checkpoint", file=checkpoint.path, events=checkpoint.events, positions=checkpoint.positions)
         return checkpoint
 
@@ -166,8 +175,13 @@ class Checkpointer:
             self.checkpoint()
 
     def final(self) -> None:
-        """At shutdown or the end of the stream: store what changed since the last checkpoint."""
-        if self._since or self.last is None:
+        """At shutdown or the end of the stream: store what changed since the last checkpoint.
+
+        Events are not the only change: the end of a finite stream flushes the
+        processor (labels still delayed are learned, a partial batch is adapted), so
+        the state is compared with the last checkpoint's hash too.
+        """
+        if self._since or self.last is None or state_hash(state_of(self.learner, self.processor)) != self.last.sha256:
             self.checkpoint()
 
     @property

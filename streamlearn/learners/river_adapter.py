@@ -22,6 +22,11 @@ round-trip test):
 - ``naive_bayes``: GaussianNB, MultinomialNB, BernoulliNB, ComplementNB
 - ``preprocessing`` (as steps): StandardScaler, MinMaxScaler, MaxAbsScaler
 
+``naive_bayes.GaussianNB`` keeps an unseeded random generator in each per-feature
+Gaussian (river uses it only for sampling, never for predictions): its state, and
+so the checkpoint hash, differs between two runs on the same data even though
+the predictions do not.
+
 Any other estimator is refused when the learner is built, with a message that
 lists these; trees, neighbours and ensembles hold objects the codec cannot store
 without pickle.
