@@ -14,8 +14,15 @@ ALGORITHMS.md §6 reconstruction) and oracle greedy.
 Online: pseudo-regret against the offline periodic policy — the periodic
 policy's cumulative expected reward minus the learner's cumulative expected
 reward (both from fresh arms at t = 0; expected rewards remove the noise of the
-comparison) — for RecoveringUCB, UCB-greedy and plain UCB (river's
-``bandit.UCB``), with the log-log slope of the mean regret over T ∈ [T/16, T].
+comparison) — for RecoveringUCB (plans chosen by a joint confidence bound on
+the plan's reward, the default), RecoveringUCB with ``joint=False`` (plans
+chosen by the sum of per-pair upper confidence values, the earlier version),
+UCB-greedy and plain UCB (river's ``bandit.UCB``), with the log-log slope of
+the mean regret over T ∈ [T/16, T] and the slope over each doubling of T.
+Both RecoveringUCB versions' regret is split by epoch (between re-plans) into
+the plan choice, Σ epoch length × (benchmark's long-run reward − the epoch
+plan's long-run reward under the true r), and the rest, mostly the transitions
+between plans (the new plan starts from the idle times the old one left).
 Also: RecoveringUCB's sensitivity to its exploration constant c, and the
 decision latency per period for N = 100 (one core, outside re-planning).
 
@@ -52,7 +59,9 @@ from streamlearn.learners.bandits import (  # noqa: E402
 )
 
 RESULTS = ROOT / "benchmarks" / "results"
-ONLINE = ("RecoveringUCB", "UCB-greedy", "plain UCB")
+ONLINE = ("RecoveringUCB", "RecoveringUCB (per-pair bonus)", "UCB-greedy", "plain UCB")
+#: The learners whose regret is split into plan choice and transitions.
+PLANNED = ONLINE[:2]
 
 
 def instance(kind: str, n: int, d_max: int, seed: int) -> np.ndarray:
@@ -65,13 +74,18 @@ def instance(kind: str, n: int, d_max: int, seed: int) -> np.ndarray:
     return mu[:, None] * (d[None, :] >= deadline[:, None])
 
 
-def run(policy, r: np.ndarray, periods: int, seed: int) -> np.ndarray:
-    """Closed loop on a Bernoulli simulator; the expected reward earned in each period."""
+def run(policy, r: np.ndarray, periods: int, seed: int, epochs: list | None = None) -> np.ndarray:
+    """Closed loop on a Bernoulli simulator; the expected reward earned in each period.
+
+    With ``epochs`` (a list), a learner's plans are appended to it as (first period, plan).
+    """
     env = RecoveringEnv(r, seed=seed)
     earned = np.zeros(periods)
     offline = not hasattr(policy, "update")
     for t in range(periods):
         arms = policy.arms(t) if offline else policy.select(t)
+        if epochs is not None and (not epochs or epochs[-1][1] is not policy.plan):
+            epochs.append((t, policy.plan))
         if arms:
             earned[t] = env.expected(arms).sum()
         rewards = env.step(arms)
@@ -89,13 +103,28 @@ def loglog_slope(grid: np.ndarray, regret: np.ndarray, periods: int) -> float | 
     return float(np.polyfit(np.log(grid[window]), np.log(regret[window]), 1)[0])
 
 
+def octave_slopes(grid: np.ndarray, regret: np.ndarray, periods: int) -> list[float | None]:
+    """log2 of the regret's growth over each doubling of T from T/16 to T (the local log-log slope)."""
+    at = dict(zip(grid.tolist(), regret))
+    points = [at[periods >> j] for j in range(4, -1, -1)]
+    return [float(np.log2(b / a)) if a > 0 and b > 0 else None for a, b in zip(points, points[1:])]
+
+
+def split_regret(epochs: list, r: np.ndarray, benchmark_rate: float, earned: np.ndarray) -> dict:
+    """A learner's regret split by epoch into the plan choice and the rest (transitions, start-up)."""
+    starts = [start for start, _ in epochs] + [len(earned)]
+    plan_choice = sum((end - start) * (benchmark_rate - plan.average_reward(r)) for (start, plan), end in zip(epochs, starts[1:]))
+    return {"plan_choice": float(plan_choice), "transitions_and_start": float(len(earned) * benchmark_rate - plan_choice - earned.sum())}
+
+
 def summary(values) -> dict:
     values = np.asarray(values, dtype=float)
     return {"mean": float(values.mean()), "std": float(values.std()), "per_seed": values.round(5).tolist()}
 
 
 def experiment(kinds, ks, seeds, periods, n, d_max, c_values, c_ks) -> tuple[dict, dict, dict, dict]:
-    grid = np.unique(np.round(np.logspace(2, np.log10(periods), 60)).astype(int))
+    octaves = [periods >> j for j in range(5)]  # T/16 … T, for the slope over each doubling
+    grid = np.unique(np.r_[np.round(np.logspace(2, np.log10(periods), 60)).astype(int), octaves])
     offline: dict = {}
     online: dict = {}
     curves: dict = {}
@@ -106,7 +135,8 @@ def experiment(kinds, ks, seeds, periods, n, d_max, c_values, c_ks) -> tuple[dic
             ratios = {"periodic": [], "periodic (LP rounding only)": [], "oracle greedy": []}
             bounds, regret = [], {name: [] for name in ONLINE}
             online_ratio = {name: [] for name in ONLINE}
-            replans, plan_seconds = [], []
+            replans, plan_seconds = {name: [] for name in PLANNED}, []
+            split = {name: [] for name in PLANNED}
             c_regret = {c: [] for c in c_values} if k in c_ks else {}
             for seed in seeds:
                 r = instance(kind, n, d_max, seed)
@@ -116,24 +146,30 @@ def experiment(kinds, ks, seeds, periods, n, d_max, c_values, c_ks) -> tuple[dic
                 plan = PeriodicPolicy.plan(r, k)
                 plan_seconds.append(time.perf_counter() - started)
                 benchmark = run(plan, r, periods, seed)
+                benchmark_rate = plan.average_reward(r)
                 ratios["periodic"].append(benchmark.mean() / bound)
                 ratios["periodic (LP rounding only)"].append(run(PeriodicPolicy.plan(r, k, harmonic=False), r, periods, seed).mean() / bound)
                 ratios["oracle greedy"].append(run(OracleGreedy(r, k), r, periods, seed).mean() / bound)
                 learners = {
                     "RecoveringUCB": RecoveringUCB(n, k, d_max, seed=seed),
+                    "RecoveringUCB (per-pair bonus)": RecoveringUCB(n, k, d_max, seed=seed, joint=False),
                     "UCB-greedy": UCBGreedy(n, k, d_max, seed=seed),
                     "plain UCB": PlainUCB(n, k, seed=seed),
                 }
                 for name, learner in learners.items():
-                    earned = run(learner, r, periods, seed)
+                    epochs = [] if name in PLANNED else None
+                    earned = run(learner, r, periods, seed, epochs)
                     regret[name].append(np.cumsum(benchmark - earned)[grid - 1])
                     online_ratio[name].append(earned.mean() / bound)
-                replans.append(learners["RecoveringUCB"].replans)
+                    if name in PLANNED:
+                        replans[name].append(learner.replans)
+                        split[name].append(split_regret(epochs, r, benchmark_rate, earned))
                 for c in c_regret:
                     earned = run(RecoveringUCB(n, k, d_max, seed=seed, c=c), r, periods, seed)
                     c_regret[c].append(float(np.sum(benchmark - earned)))
                 print(f"  {kind} K={k} seed={seed}: periodic {ratios['periodic'][-1]:.3f}, RecoveringUCB regret "
-                      f"{regret['RecoveringUCB'][-1][-1]:.0f}, replans {replans[-1]}", flush=True)
+                      f"{regret['RecoveringUCB'][-1][-1]:.0f} (per-pair bonus {regret[PLANNED[1]][-1][-1]:.0f}), "
+                      f"replans {replans['RecoveringUCB'][-1]}", flush=True)
             offline[kind][k] = {
                 "fluid_bound": summary(bounds),
                 "ratio_to_bound": {name: summary(v) for name, v in ratios.items()},
@@ -146,10 +182,13 @@ def experiment(kinds, ks, seeds, periods, n, d_max, c_values, c_ks) -> tuple[dic
                 online[kind][k][name] = {
                     "regret_at_T": summary([reg[-1] for reg in regret[name]]),
                     "loglog_slope": loglog_slope(grid, mean_regret, periods),
+                    "slope_by_doubling": octave_slopes(grid, mean_regret, periods),
                     "ratio_to_bound": summary(online_ratio[name]),
                 }
                 curves[kind][k][name] = mean_regret.round(2).tolist()
-            online[kind][k]["RecoveringUCB"]["replans"] = summary(replans)
+            for name in PLANNED:
+                online[kind][k][name]["replans"] = summary(replans[name])
+                online[kind][k][name]["regret_split"] = {part: summary([s[part] for s in split[name]]) for part in split[name][0]}
             if c_regret:
                 sensitivity[kind][k] = {str(c): summary(v) for c, v in c_regret.items()}
     return offline, online, curves, sensitivity
@@ -238,8 +277,9 @@ def plots(curves: dict, offline: dict, online: dict, periods: int, path_regret: 
         for name in ("periodic", "periodic (LP rounding only)", "oracle greedy"):
             means = [offline[kind][k]["ratio_to_bound"][name]["mean"] for k in ks]
             ax.plot(ks, means, marker="o", label=name)
-        means = [online[kind][k]["RecoveringUCB"]["ratio_to_bound"]["mean"] for k in ks]
-        ax.plot(ks, means, marker="s", ls="--", label=f"RecoveringUCB (learning, T = {periods})")
+        for name in PLANNED:
+            means = [online[kind][k][name]["ratio_to_bound"]["mean"] for k in ks]
+            ax.plot(ks, means, marker="s", ls="--", label=f"{name} (learning, T = {periods})")
         ax.axhline(0.95, color="grey", lw=0.8, ls=":")
         ax.set_xscale("log", base=2)
         ax.set_xticks(ks, [str(k) for k in ks])
@@ -285,6 +325,9 @@ def main(argv=None) -> dict:
         "recovering_ucb_slope_le_0.6": {
             kind: {k: (s := online[kind][k]["RecoveringUCB"]["loglog_slope"]) is not None and s <= 0.6 for k in ks} for kind in kinds
         },
+        "recovering_ucb_per_pair_bonus_slope_le_0.6": {
+            kind: {k: (s := online[kind][k][PLANNED[1]]["loglog_slope"]) is not None and s <= 0.6 for k in ks} for kind in kinds
+        },
         "plain_ucb_slope_ge_0.9": {
             kind: {k: (s := online[kind][k]["plain UCB"]["loglog_slope"]) is not None and s >= 0.9 for k in ks} for kind in kinds
         },
@@ -300,10 +343,13 @@ def main(argv=None) -> dict:
             "periods": periods,
             "seeds": list(seeds),
             "noise": "bernoulli",
-            "recovering_ucb": {"c": 0.5, "min_epoch": 3 * d_max, "monotone": True, "harmonic": True},
+            "recovering_ucb": {"c": 0.5, "min_epoch": 3 * d_max, "monotone": True, "harmonic": True, "joint": True},
+            "recovering_ucb_per_pair_bonus": {"c": 0.5, "min_epoch": 3 * d_max, "monotone": True, "harmonic": True, "joint": False},
             "plain_ucb": "river.bandit.UCB(delta=1), top K by repeated pulls",
             "regret": "pseudo-regret: cumulative expected reward of the offline periodic policy minus the learner's",
-            "slope_window": "T in [T/16, T]",
+            "slope_window": "T in [T/16, T]; slope_by_doubling: log2 R(2T')/R(T') for T' = T/16, T/8, T/4, T/2",
+            "regret_split": "plan_choice: sum over epochs of length x (benchmark long-run reward - epoch plan's long-run reward under true r); "
+            "transitions_and_start: the rest of the regret",
         },
         "targets": {
             "periodic_ratio_at_k8": ">= 0.95 on both instance types, rising with K",
@@ -332,8 +378,9 @@ def main(argv=None) -> dict:
             slopes = ", ".join(f"{name} {on[name]['loglog_slope'] if on[name]['loglog_slope'] is None else round(on[name]['loglog_slope'], 2)}" for name in ONLINE)
             print(
                 f"  K={k}: ratio periodic {o['periodic']['mean']:.3f} (LP rounding {o['periodic (LP rounding only)']['mean']:.3f}), "
-                f"greedy {o['oracle greedy']['mean']:.3f} | regret@T RecoveringUCB {on['RecoveringUCB']['regret_at_T']['mean']:.0f}, "
-                f"UCB-greedy {on['UCB-greedy']['regret_at_T']['mean']:.0f}, plain UCB {on['plain UCB']['regret_at_T']['mean']:.0f} | slopes {slopes}"
+                f"greedy {o['oracle greedy']['mean']:.3f} | regret@T "
+                + ", ".join(f"{name} {on[name]['regret_at_T']['mean']:.0f}" for name in ONLINE)
+                + f" | slopes {slopes}"
             )
     for key, v in timing.items():
         print(f"latency N=100 {key}: select+updates median {v['select_plus_updates']['median_us']:.1f} us "

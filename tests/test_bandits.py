@@ -215,6 +215,27 @@ def test_average_reward_is_what_a_simulation_earns(kind):
 
 
 @pytest.mark.parametrize("kind", ["smooth", "step"])
+def test_pull_rates_are_the_pulls_a_simulation_makes(kind):
+    r = random_instance(kind, 10, 6, seed=5)
+    for plan in (PeriodicPolicy.plan(r, 2), PeriodicPolicy.plan(r, 2, harmonic=False)):
+        window = bandits._hyperperiod(plan.periods[plan.periods > 0], at_least=6)
+        env = RecoveringEnv(r, noise=0.0)
+        pulls = np.zeros_like(r)
+        for t in range(4 * window):
+            arms = plan.arms(t)
+            if t >= 2 * window:  # whole hyperperiods after the warm-up
+                np.add.at(pulls, (arms, env.idle(arms) - 1), 1.0)
+            env.step(arms)
+        rates = plan.pull_rates(6)
+        np.testing.assert_allclose(rates, pulls / (2 * window), rtol=1e-12)
+        assert rates.sum() <= 2 + 1e-12
+        assert plan.average_reward(r) == pytest.approx(np.sum(rates * r), rel=1e-12)
+    # At k = 1 arm 0 (period 2) gives way to arm 1 (period 4) every other time: it rests 4 periods.
+    clash = PeriodicPolicy([2, 4], [0, 0], [0.5, 1.0], k=1)
+    np.testing.assert_allclose(clash.pull_rates(4), [[0, 0, 0, 0.25], [0, 0, 0, 0.25]])
+
+
+@pytest.mark.parametrize("kind", ["smooth", "step"])
 def test_periodic_plan_is_near_the_bound_at_k8(kind):
     r = random_instance(kind, 20, 10, seed=7)
     assert PeriodicPolicy.plan(r, 8).average_reward(r) >= 0.95 * fluid_upper_bound(r, 8)
@@ -241,6 +262,63 @@ def test_recovering_ucb_learns_the_offline_plan():
     # The plain UCB keeps pulling the same arm, which never recovers.
     plain = simulate(PlainUCB(n_arms=4, k=1, seed=3), r, 3000, seed=3)
     assert plain[-1000:].mean() < 0.7 * bound
+
+
+def learner_with_statistics(counts, means, n_decisions=1000, **params):
+    """A RecoveringUCB whose per-pair statistics are set directly."""
+    counts = np.asarray(counts, dtype=np.int64)
+    policy = RecoveringUCB(n_arms=counts.shape[0], k=counts.shape[0], d_max=counts.shape[1], **params)
+    policy.counts, policy.sums, policy.n_decisions = counts, counts * np.asarray(means, dtype=float), n_decisions
+    return policy
+
+
+def test_joint_bound_adds_the_widths_in_quadrature():
+    # Four arms pulled every period, each pair known from 100 samples of mean 0.5:
+    # the per-pair values add four widths, the joint bound √4 = 2 of them.
+    counts, means = np.full((4, 3), 100), np.full((4, 3), 0.5)
+    width = math.sqrt(0.5 * math.log(1000) / 100)
+    every_period = PeriodicPolicy([1, 1, 1, 1], [0, 0, 0, 0], [1.0] * 4, k=4)
+    joint = learner_with_statistics(counts, means, monotone=False)
+    per_pair = learner_with_statistics(counts, means, monotone=False, joint=False)
+    assert per_pair.plan_upper_bound(every_period) == pytest.approx(4 * (0.5 + width), rel=1e-12)
+    assert joint.plan_upper_bound(every_period) == pytest.approx(2 + 2 * width, rel=1e-12)
+    # An unsampled pair counts at its upper confidence value (1) and adds no width.
+    counts[3, 0] = 0
+    joint = learner_with_statistics(counts, means, monotone=False)
+    assert joint.plan_upper_bound(every_period) == pytest.approx(1.5 + 1 + math.sqrt(3) * width, rel=1e-12)
+    # Near 1 the per-pair values are capped at 1 and the per-pair sum is the smaller bound.
+    high = learner_with_statistics([[100, 100]], [[0.99, 0.99]], monotone=False)
+    assert high.plan_upper_bound(PeriodicPolicy([1], [0], [1.0], k=1)) == pytest.approx(1.0)
+    # Candidates come from the scales 1, 1/2, … down to the first ≤ 1/√n_arms, and 0.
+    assert RecoveringUCB(n_arms=20, k=2, d_max=3)._scales == (1.0, 0.5, 0.25, 0.125, 0.0)
+    assert RecoveringUCB(n_arms=4, k=2, d_max=3)._scales == (1.0, 0.5, 0.0)
+
+
+def test_joint_planner_never_bounds_its_plan_below_the_per_pair_plan():
+    r = random_instance("smooth", 8, 5, seed=6)
+    policy = RecoveringUCB(n_arms=8, k=3, d_max=5, seed=6)
+    simulate(policy, r, 400, seed=6)
+    per_pair_plan = PeriodicPolicy.plan(policy.planning_values(), 3)
+    chosen = policy._joint_plan()
+    assert policy.plan_upper_bound(chosen) >= policy.plan_upper_bound(per_pair_plan) - 1e-12
+    # Without `joint` the learner plans on the per-pair values alone, as before.
+    per_pair = RecoveringUCB(n_arms=8, k=3, d_max=5, seed=6, joint=False)
+    per_pair.load_state_dict(policy.state_dict())
+    per_pair._replan(400)
+    np.testing.assert_array_equal(per_pair.plan.periods, per_pair_plan.periods)
+    np.testing.assert_array_equal(per_pair.plan.offsets, per_pair_plan.offsets)
+
+
+def test_joint_bound_lowers_the_regret_with_several_arms_per_period():
+    # With k = 4 the per-pair values overshoot by the sum of four widths and keep
+    # pulling plans for their widths; the joint bound loses less to the offline plan.
+    regret = {True: 0.0, False: 0.0}
+    for seed in range(2):
+        r = random_instance("step", 10, 5, seed)
+        benchmark = simulate(PeriodicPolicy.plan(r, 4), r, 3000, seed=seed).sum()
+        for joint in regret:
+            regret[joint] += benchmark - simulate(RecoveringUCB(10, 4, 5, seed=seed, joint=joint), r, 3000, seed=seed).sum()
+    assert 0 < regret[True] < 0.8 * regret[False]
 
 
 def test_statistics_are_filed_under_the_idle_time_of_the_pull():
@@ -325,20 +403,21 @@ def run_stream(policy, env, periods, start=0, late=None):
     return late
 
 
-def test_statistics_after_a_restart_equal_the_uninterrupted_ones():
+@pytest.mark.parametrize("joint", [True, False])
+def test_statistics_after_a_restart_equal_the_uninterrupted_ones(joint):
     r = random_instance("step", 8, 5, seed=9)
-    uninterrupted = RecoveringUCB(n_arms=8, k=3, d_max=5, seed=9)
+    uninterrupted = RecoveringUCB(n_arms=8, k=3, d_max=5, seed=9, joint=joint)
     late = run_stream(uninterrupted, RecoveringEnv(r, seed=9), 900)
     for pending in late:
         uninterrupted.update(*pending)
 
-    first = RecoveringUCB(n_arms=8, k=3, d_max=5, seed=9)
+    first = RecoveringUCB(n_arms=8, k=3, d_max=5, seed=9, joint=joint)
     env = RecoveringEnv(r, seed=9)
     late = run_stream(first, env, 437)  # stops with rewards still in flight
     assert first._pending and first.replans > 1
     state = state_from_table(state_to_table(check_state(first.state_dict())))  # as a checkpoint stores it
     assert states_equal(state, first.state_dict())
-    restored = RecoveringUCB(n_arms=8, k=3, d_max=5, seed=9)
+    restored = RecoveringUCB(n_arms=8, k=3, d_max=5, seed=9, joint=joint)
     restored.load_state_dict(state)
     late = run_stream(restored, env, 900 - 437, start=437, late=late)
     for pending in late:
