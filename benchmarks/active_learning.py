@@ -21,7 +21,9 @@ Streams (river only, nothing downloaded):
 
 Also: accuracy over time (windows of 200 events) around the drift point, and the
 wrapper's per-event overhead over the bare classifier doing the same work
-(predict every event, learn the same labels), best of 3 timings.
+(predict every event, learn the same labels) at B = 0.1 and 1.0 on whole
+streams (10,000 synthetic events), best of 9 CPU timings; the issue asks for at
+most 15% (``overhead_check`` lists the strategies above it).
 
     flock /tmp/streamlearn-bench.lock python benchmarks/active_learning.py
     python benchmarks/active_learning.py --quick      # < 1 minute
@@ -30,6 +32,7 @@ wrapper's per-event overhead over the bare classifier doing the same work
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import json
 import os
@@ -50,6 +53,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BUDGETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 METHODS = (*STRATEGIES, "entropy")
 CURVE_BUDGETS = (0.05, 0.1, 0.2)
+#: Strategies whose per-event cost is the wrapper's alone (qbc runs a committee, dbal a window).
+SIMPLE = ("random", "fixed", "variable", "randvar", "split", "selective")
+OVERHEAD_LIMIT = 0.15
 WINDOW = 200
 
 
@@ -231,30 +237,50 @@ def run_overhead(streams, seed, budgets, n_events, repeats):
     """CPU seconds per event: wrapper (predict + query + learn asked) vs bare classifier doing the same work.
 
     The bare classifier predicts every event and learns exactly the labels the
-    wrapper asked for. Timings alternate between the two and keep the best of
-    ``repeats`` (CPU time, so other processes on the machine disturb them less).
+    wrapper asks for (found by an untimed run of the wrapper, which is
+    deterministic for a seed). Both timed loops do only that work: the same
+    iteration, bound methods looked up once before the loop (as the engine's
+    processor does), the garbage collector off; the wrapper's loop passes the
+    posterior it predicted to ``query_one``, so nothing is predicted twice.
+    Timings alternate between the two and keep the best of ``repeats`` (CPU
+    time, so other processes on the machine disturb them less).
     """
 
     def wrapped_run(make_clf, strategy, budget, data):
         learner = ActiveLearner(make_clf(), strategy=strategy, budget=budget, seed=seed)
-        asked = []
+        predict_proba_one, query_one, learn_one = learner.predict_proba_one, learner.query_one, learner.learn_one
+        gc.disable()
         t0 = time.process_time()
         for x, y in data:
-            proba = learner.predict_proba_one(x)
-            ask = learner.query_one(x, proba=proba)
+            proba = predict_proba_one(x)
+            if query_one(x, proba=proba):
+                learn_one(x, y)
+        seconds = time.process_time() - t0
+        gc.enable()
+        return seconds, learner.labels_asked
+
+    def bare_run(make_clf, data_asked):
+        model = make_clf()
+        predict_proba_one, learn_one = model.predict_proba_one, model.learn_one
+        gc.disable()
+        t0 = time.process_time()
+        for x, y, ask in data_asked:
+            predict_proba_one(x)
+            if ask:
+                learn_one(x, y)
+        seconds = time.process_time() - t0
+        gc.enable()
+        return seconds
+
+    def asked_labels(make_clf, strategy, budget, data):
+        learner = ActiveLearner(make_clf(), strategy=strategy, budget=budget, seed=seed)
+        asked = []
+        for x, y in data:
+            ask = learner.query_one(x, proba=learner.predict_proba_one(x))
             if ask:
                 learner.learn_one(x, y)
             asked.append(ask)
-        return time.process_time() - t0, asked
-
-    def bare_run(make_clf, data, asked):
-        model = make_clf()
-        t0 = time.process_time()
-        for (x, y), ask in zip(data, asked, strict=True):
-            model.predict_proba_one(x)
-            if ask:
-                model.learn_one(x, y)
-        return time.process_time() - t0
+        return asked
 
     out = {}
     for name, (make_clf, _, _, data_for) in streams.items():
@@ -262,30 +288,52 @@ def run_overhead(streams, seed, budgets, n_events, repeats):
         per_stream = {}
         for budget in budgets:
             for strategy in STRATEGIES:
+                asked = asked_labels(make_clf, strategy, budget, data)
+                data_asked = [(x, y, ask) for (x, y), ask in zip(data, asked, strict=True)]
                 wrapped, bare = [], []
                 for repeat in range(repeats):
                     if repeat % 2:
-                        bare.append(bare_run(make_clf, data, asked))
-                    seconds, asked = wrapped_run(make_clf, strategy, budget, data)
+                        bare.append(bare_run(make_clf, data_asked))
+                    seconds, labels = wrapped_run(make_clf, strategy, budget, data)
+                    assert labels == sum(asked), "the wrapper asked for other labels than in its untimed run"
                     wrapped.append(seconds)
                     if not repeat % 2:
-                        bare.append(bare_run(make_clf, data, asked))
+                        bare.append(bare_run(make_clf, data_asked))
                 w, b = min(wrapped) / len(data), min(bare) / len(data)
                 per_stream[f"{strategy}@{budget}"] = {
                     "wrapper_us_per_event": w * 1e6,
                     "bare_us_per_event": b * 1e6,
                     "overhead": w / b - 1.0,
+                    "labels": sum(asked),
                 }
         supervised = []
         for _ in range(repeats):
             model = make_clf()
+            predict_proba_one, learn_one = model.predict_proba_one, model.learn_one
+            gc.disable()
             t0 = time.process_time()
             for x, y in data:
-                model.predict_proba_one(x)
-                model.learn_one(x, y)
+                predict_proba_one(x)
+                learn_one(x, y)
             supervised.append(time.process_time() - t0)
+            gc.enable()
         per_stream["fully_supervised_bare_us_per_event"] = min(supervised) / len(data) * 1e6
         out[name] = per_stream
+    return out
+
+
+def overhead_check(overhead, limit=OVERHEAD_LIMIT) -> dict:
+    """Per stream: the largest overhead of the wrapper's simple strategies, and every cell above ``limit``."""
+    out = {}
+    for name, per in overhead.items():
+        cells = {k: v["overhead"] for k, v in per.items() if "@" in k}
+        simple = {k: v for k, v in cells.items() if k.split("@")[0] in SIMPLE}
+        worst = max(simple, key=simple.get)
+        out[name] = {
+            "worst_simple": worst,
+            "worst_simple_overhead": simple[worst],
+            "above_limit": {k: v for k, v in cells.items() if v > limit},
+        }
     return out
 
 
@@ -393,7 +441,7 @@ def main(argv=None) -> dict:
     if args.quick:
         seeds, budgets, n_synth, overhead_events, repeats = [0, 1], (0.05, 0.2, 1.0), 2000, 500, 2
     else:
-        seeds, budgets, n_synth, overhead_events, repeats = list(range(args.seeds)), BUDGETS, args.events, 5000, 5
+        seeds, budgets, n_synth, overhead_events, repeats = list(range(args.seeds)), BUDGETS, args.events, 10_000, 9
     streams = make_streams(n_synth, args.quick)
     t0 = time.perf_counter()
     print(f"active learning benchmark: {len(streams)} streams, budgets {budgets}, seeds {seeds}", flush=True)
@@ -420,6 +468,7 @@ def main(argv=None) -> dict:
         "accuracy_over_time": curves,
         "comparisons": comparisons(results, recovery, budgets),
         "overhead": overhead,
+        "overhead_check": overhead_check(overhead),
         "seconds": {"quality": t_quality, "total": time.perf_counter() - t0},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
     }
@@ -454,6 +503,9 @@ def print_summary(report, budgets) -> None:
     for name, per in report["overhead"].items():
         cells = "  ".join(f"{k} {100 * v['overhead']:+.0f}%" for k, v in per.items() if "@" in k)
         print(f"  {name} (bare {per['randvar@0.1']['bare_us_per_event']:.1f} us/event): {cells}")
+    for name, check in report["overhead_check"].items():
+        above = ", ".join(f"{k} {100 * v:+.0f}%" for k, v in check["above_limit"].items()) or "none"
+        print(f"  {name}: above {100 * OVERHEAD_LIMIT:.0f}%: {above}")
     print(f"\ntotal {report['seconds']['total']:.0f}s")
 
 

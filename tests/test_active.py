@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
-import random
+import pickle
 import re
 import tomllib
 from pathlib import Path
@@ -90,6 +91,7 @@ def test_classifier_from_config_values():
         ({"strategy": "fixed", "step": 0.1}, "takes no parameter 'step'"),
         ({"strategy": "randvar", "step": 2.0}, "step must be"),
         ({"strategy": "qbc", "committee_size": 1}, "committee_size must be"),
+        ({"seed": -1}, "seed must be a non-negative integer"),
     ],
 )
 def test_bad_parameters_are_named(kwargs, message):
@@ -145,6 +147,19 @@ def test_budget_gate_spends_exactly_the_credit_when_every_point_is_uncertain():
         assert asked == i // 4  # a label per 4 events, never ahead of the credit
 
 
+@pytest.mark.parametrize("budget", [0.1, 0.3, 1 / 3, 0.07, 0.999, 1])
+def test_budget_gate_is_the_integer_count_rule(budget):
+    # The learner counts in floats; the gate must still be exactly asked + 1 <= B * seen.
+    learner = ActiveLearner(Scripted(), strategy="fixed", budget=budget, threshold=1.01)  # always wants to ask
+    asked = 0
+    for seen in range(1, 3001):
+        allowed = asked + 1 <= budget * seen
+        assert learner.query_one({}, proba={"a": 0.5, "b": 0.5}) is allowed
+        asked += allowed
+    assert (learner.events_seen, learner.labels_asked) == (3000, asked)
+    assert type(learner.events_seen) is int and type(learner.labels_asked) is int
+
+
 # --------------------------------------------------------------------------- decision rules
 
 
@@ -177,10 +192,13 @@ def test_variable_uncertainty_moves_its_threshold():
 
 def test_randomised_variable_uncertainty_divides_by_a_gaussian():
     learner = primed("randvar", step=0.05, noise_std=0.5)
-    rng, theta = random.Random(3), 1.0
-    probas = [{"a": p, "b": 1 - p} for p in np.linspace(0.5, 1.0, 200).tolist()]
-    for proba in probas:
-        eta = rng.gauss(1.0, 0.5)
+    # η are the learner's generator's N(1, 0.5) draws, in order (drawn in blocks, a block
+    # boundary falls inside this run); three classes take the general path for u.
+    n = active.RNG_BLOCK + 300
+    etas, theta = np.random.default_rng(3).normal(1.0, 0.5, n).tolist(), 1.0
+    probas = [{"a": p, "b": 1 - p} for p in np.linspace(0.5, 1.0, n - 50).tolist()]
+    probas += [{"a": p, "b": (1 - p) / 2, "c": (1 - p) / 2} for p in np.linspace(0.34, 1.0, 50).tolist()]
+    for proba, eta in zip(probas, etas, strict=True):
         expected = max(proba.values()) / eta < theta
         theta *= 0.95 if expected else 1.05
         assert learner.query_one({}, proba=proba) is expected
@@ -198,17 +216,19 @@ def test_randomisation_reaches_confident_points():
 def test_random_strategy_asks_with_probability_budget():
     learner = primed("random", budget=0.3)
     learner._seen = 10_000  # plenty of unused credit, so only the coin decides
-    rng = random.Random(3)
-    for _ in range(200):
-        assert learner.query_one({}, proba={"a": 0.99, "b": 0.01}) is (rng.random() < 0.3)
+    for coin in np.random.default_rng(3).random(active.RNG_BLOCK + 200).tolist():
+        assert learner.query_one({}, proba={"a": 0.99, "b": 0.01}) is (coin < 0.3)
 
 
 def test_selective_sampling_probability_shrinks_with_the_margin():
     learner = primed("selective", b=0.2)
-    rng = random.Random(3)
+    coins = iter(np.random.default_rng(3).random(200).tolist())
     for p in np.linspace(0.5, 1.0, 100).tolist():
-        margin = p - (1 - p)
-        assert learner.query_one({}, proba={"a": p, "b": 1 - p}) is (rng.random() < 0.2 / (0.2 + margin))
+        # two classes, and three (the margin is between the two largest posteriors)
+        for proba in ({"a": 1 - p, "b": p}, {"a": p, "b": (1 - p) / 3, "c": 2 * (1 - p) / 3}):
+            top = sorted(proba.values(), reverse=True)
+            margin = (top[0] - top[1]) / sum(proba.values())
+            assert learner.query_one({}, proba=proba) is (next(coins) < 0.2 / (0.2 + margin))
     learner = primed("selective", b=0.2)
     certain = sum(learner.query_one({}, proba={"a": 1.0, "b": 0.0}) for _ in range(500))
     assert certain / 500 == pytest.approx(0.2 / 1.2, abs=0.05)
@@ -298,6 +318,44 @@ def test_state_round_trip_continues_bit_for_bit(strategy):
     assert states_equal(restored.state_dict(), state)
     assert _run(restored, stream[400:]) == _run(learner, stream[400:])
     assert states_equal(restored.state_dict(), learner.state_dict())
+
+
+@pytest.mark.parametrize("strategy", ["randvar", "random", "qbc"])
+@pytest.mark.parametrize("cut", [0, 1, 200, active.RNG_BLOCK, active.RNG_BLOCK + 1])
+def test_random_draws_continue_from_a_checkpoint_anywhere_in_a_block(strategy, cut):
+    # At B = 1 randvar and random draw one number per event once a label is learned, so
+    # ``cut`` events use up ``cut - 1`` draws: the checkpoint falls before the first block,
+    # inside it (the run then crosses into the next block), one draw before its end or at it.
+    def make():
+        return ActiveLearner(lr(), strategy=strategy, budget=1.0, seed=7)
+
+    stream = SEA[:1400]
+    learner = make()
+    _run(learner, stream[:cut])
+    state = check_state(learner.state_dict())
+    assert len(state["rng/unused"]) <= active.RNG_BLOCK
+    restored = make()
+    restored.load_state_dict(state)
+    assert _run(restored, stream[cut:]) == _run(learner, stream[cut:])
+    assert restored.threshold == learner.threshold
+    assert states_equal(restored.state_dict(), learner.state_dict())
+
+
+def test_state_without_the_numpy_generator_is_refused_clearly():
+    state = ActiveLearner(lr(), strategy="randvar").state_dict()
+    del state["rng/generator"]  # as in checkpoints of the version that used Python's random module
+    with pytest.raises(ValueError, match="rng/generator"):
+        ActiveLearner(lr(), strategy="randvar").load_state_dict(state)
+
+
+def test_pickled_and_copied_learners_continue_identically():
+    learner = ActiveLearner(lr(), strategy="split", budget=0.5, seed=2)
+    _run(learner, SEA[:700])
+    copies = [pickle.loads(pickle.dumps(learner)), copy.deepcopy(learner)]
+    expected = _run(learner, SEA[700:])
+    for other in copies:
+        assert _run(other, SEA[700:]) == expected
+        assert states_equal(other.state_dict(), learner.state_dict())
 
 
 def test_split_state_holds_the_drift_detector(monkeypatch):

@@ -56,11 +56,16 @@ certain of it): every strategy then asks as soon as the budget allows.
 Checkpoints: :meth:`ActiveLearner.state_dict` stores the wrapped classifier (and
 committee) with the pickle-free codec :mod:`streamlearn.learners.river_state`,
 plus the budget counters, the threshold, the RNG, the DBAL window and the drift
-detector. river's ``ADWIN`` keeps its window in a Rust object that exposes no
-state (it cannot even be pickled), so the learner keeps the inputs fed to ADWIN
-since its window was last reset and rebuilds the detector by replaying them;
-the log is re-based (the detector restarted on its newer half) when it exceeds
-``ADWIN_HISTORY`` values, identically in a live and a restored learner.
+detector. Random numbers come from a NumPy ``Generator`` (PCG64, seeded with
+``seed``), drawn ``RNG_BLOCK`` at a time (one NumPy call instead of a
+Python-level ``random.gauss`` per event, which was the largest cost of
+``randvar``); the state holds the generator and the unused rest of the current
+block, so a restored learner draws the same numbers. river's ``ADWIN`` keeps
+its window in a Rust object that exposes no state (it cannot even be pickled),
+so the learner keeps the inputs fed to ADWIN since its window was last reset
+and rebuilds the detector by replaying them; the log is re-based (the detector
+restarted on its newer half) when it exceeds ``ADWIN_HISTORY`` values,
+identically in a live and a restored learner.
 
 References
 ----------
@@ -79,8 +84,7 @@ from __future__ import annotations
 
 import collections
 import math
-import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -91,8 +95,8 @@ from streamlearn.learners.base import (
     State,
     json_state,
     load_json_state,
-    load_python_rng_state,
-    python_rng_state,
+    load_rng_state,
+    rng_state,
     subset,
 )
 
@@ -114,6 +118,8 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 ADWIN_HISTORY = 20_000
 #: Most ``split`` random queries remembered while their label is outstanding.
 MAX_OPEN_RANDOM_QUERIES = 10_000
+#: Random numbers drawn from the generator in one call.
+RNG_BLOCK = 1024
 
 
 def build_classifier(spec: Any) -> base.Classifier:
@@ -146,20 +152,40 @@ def _fresh(spec: Any) -> base.Classifier:
     return spec.clone() if isinstance(spec, base.Estimator) else build_classifier(spec)
 
 
-def _example_key(x: Mapping[Any, Any]) -> tuple:
+def _example_key(x: Mapping[Any, Any]) -> frozenset:
     """``x`` as a hashable value that ignores the order of its keys."""
-    try:
-        return tuple(sorted(x.items()))
-    except TypeError:  # keys of mixed types
-        return tuple(sorted(x.items(), key=lambda item: repr(item[0])))
+    return frozenset(x.items())
 
 
-def _poisson1(rng: random.Random) -> int:
-    """A Poisson(1) draw (Knuth's method: cheap for a small mean)."""
-    limit, k, p = math.exp(-1.0), 0, rng.random()
+def _hashable(value: Any) -> Any:
+    """A feature name read back from JSON: lists (tuple names) become tuples again."""
+    return tuple(_hashable(v) for v in value) if isinstance(value, list) else value
+
+
+def _sorted_items(key: frozenset) -> list[list]:
+    """An example key as ``[[name, value], ...]`` in a fixed order (for checkpoints)."""
+    return [list(item) for item in sorted(key, key=lambda item: repr(item[0]))]
+
+
+def _top_share(proba: Mapping[Any, float]) -> float:
+    """``u``: the largest posterior over their sum.
+
+    A two-class posterior, the common case, is read without max() and sum():
+    ``b if b > a else a`` is exactly ``max(a, b)`` and ``a + b`` exactly their sum.
+    """
+    if len(proba) == 2:
+        a, b = proba.values()
+        return (b if b > a else a) / ((a + b) or 1.0)
+    values = proba.values()
+    return max(values) / (sum(values) or 1.0)
+
+
+def _poisson1(uniform: Callable[[], float]) -> int:
+    """A Poisson(1) draw from uniform draws (Knuth's method: cheap for a small mean)."""
+    limit, k, p = math.exp(-1.0), 0, uniform()
     while p > limit:
         k += 1
-        p *= rng.random()
+        p *= uniform()
     return k
 
 
@@ -178,15 +204,16 @@ class _ReplayableADWIN:
         self.detections = 0
 
     def update(self, error: bool) -> bool:
-        if self.detector.drift_detected:
-            self.history.clear()  # river resets the window on this update
-        self.history.append(int(error))
-        self.detector.update(int(error))
-        if self.detector.drift_detected:
+        detector, history, value = self.detector, self.history, 1 if error else 0
+        if detector.drift_detected:
+            history.clear()  # river resets the window on this update
+        history.append(value)
+        detector.update(value)
+        if detector.drift_detected:
             self.detections += 1
             return True
-        if len(self.history) > ADWIN_HISTORY:
-            self._rebuild(self.history[len(self.history) // 2 :])
+        if len(history) > ADWIN_HISTORY:
+            self._rebuild(history[len(history) // 2 :])
         return False
 
     def _rebuild(self, history: bytes | bytearray) -> None:
@@ -281,10 +308,7 @@ class _DensityWindow:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        def key(k: Any) -> Any:
-            return tuple(key(i) for i in k) if isinstance(k, list) else k
-
-        self.index = {key(k): int(i) for k, i in load_json_state(state["features"])}
+        self.index = {_hashable(k): int(i) for k, i in load_json_state(state["features"])}
         self.n = int(state["n"])
         self.mean = np.array(state["mean"], dtype=float)
         self.m2 = np.array(state["m2"], dtype=float)
@@ -358,6 +382,8 @@ class ActiveLearner(base.Wrapper, base.Classifier):
             raise ValueError(f"budget must be a number in (0, 1], got {budget!r}")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an integer, got {seed!r}")
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed}")
         defaults = STRATEGIES[strategy]
         unknown = sorted(set(strategy_params) - set(defaults))
         if unknown:
@@ -370,26 +396,38 @@ class ActiveLearner(base.Wrapper, base.Classifier):
         self.budget = budget
         self.seed = seed
         self.strategy_params = strategy_params
-        self._params = {**defaults, **strategy_params}
+        self._params = params = {**defaults, **strategy_params}
         self._check_params()
+        # The parameters the decision rules read, as attributes (cheaper than dict look-ups per event).
+        self._step = params.get("step", 0.0)
+        self._fixed_threshold = params.get("threshold", 1.0)
+        self._random_fraction = params.get("random_fraction", 0.0)
+        self._margin_b = budget if params.get("b") is None else params["b"]
         self._model = build_classifier(classifier)
-        self._rng = random.Random(seed)
-        self._seen = 0
-        self._asked = 0
+        self._rng = np.random.default_rng(seed)
+        #: randvar and dbal draw η ~ N(1, noise_std); the other strategies draw uniforms in [0, 1).
+        self._noise_std = params.get("noise_std")
+        self._block: list[float] = []  # the current block of draws ...
+        self._draws = iter(self._block)  # ... and the position in it
+        # The gate ``asked + 1 > budget * seen`` runs on every event: with the counters held as
+        # floats (exact integers below 2**53) it is float arithmetic only, no int/float mixing.
+        self._budget = float(budget)
+        self._seen = 0.0
+        self._asked = 0.0
         self._learned = 0
         self._threshold = 1.0
-        self._decide = getattr(self, f"_ask_{strategy}")
+        self._decide = self._rule(strategy)
         self._committee: list[base.Classifier] = []
         self._detector: _ReplayableADWIN | None = None
-        #: ``split``: examples queried at random whose label has not been learned yet.
-        self._open_random: collections.OrderedDict[tuple, None] = collections.OrderedDict()
+        #: ``split``: examples queried at random whose label has not been learned yet (oldest first).
+        self._open_random: dict[frozenset, None] = {}
         self._window: _DensityWindow | None = None
         if strategy == "qbc":
-            self._committee = [_fresh(classifier) for _ in range(self._params["committee_size"])]
+            self._committee = [_fresh(classifier) for _ in range(params["committee_size"])]
         elif strategy == "split":
-            self._detector = _ReplayableADWIN(self._params["adwin_delta"])
+            self._detector = _ReplayableADWIN(params["adwin_delta"])
         elif strategy == "dbal":
-            self._window = _DensityWindow(self._params["window"])
+            self._window = _DensityWindow(params["window"])
 
     def _check_params(self) -> None:
         p = self._params
@@ -434,12 +472,12 @@ class ActiveLearner(base.Wrapper, base.Classifier):
     @property
     def events_seen(self) -> int:
         """Calls of :meth:`query_one` so far."""
-        return self._seen
+        return int(self._seen)
 
     @property
     def labels_asked(self) -> int:
         """Queries answered yes so far (never more than ``budget * events_seen``)."""
-        return self._asked
+        return int(self._asked)
 
     @property
     def threshold(self) -> float:
@@ -468,87 +506,123 @@ class ActiveLearner(base.Wrapper, base.Classifier):
         ``proba`` is the classifier's ``predict_proba_one(x)`` when the caller
         already has it (it saves a second prediction).
         """
-        seen = self._seen = self._seen + 1
+        seen = self._seen = self._seen + 1.0
         dense = self._window.observe(x) if self._window is not None else True
-        if self._asked + 1 > self.budget * seen:
+        if self._asked + 1.0 > self._budget * seen:
             return False
         if proba is None:
             proba = self._model.predict_proba_one(x)
-        if self._learned and len(proba) > 1 and not self._decide(x, proba, dense):
-            return False
-        self._asked += 1
+        if self._learned and len(proba) > 1:
+            if self._decide is None:
+                # random (ask with probability B): the coin is flipped here, not in a rule
+                # method, because the gate stays open while it says no, so it is flipped on
+                # nearly every event and a call would cost as much as the flip.
+                draw = next(self._draws, None)
+                if draw is None:
+                    draw = self._refill()
+                if draw >= self._budget:
+                    return False
+            elif not self._decide(x, proba, dense):
+                return False
+        self._asked += 1.0
         return True
 
     def learn_one(self, x: dict, y: Any, **kwargs: Any) -> None:
         """Learn from an answered query (or any labelled example)."""
-        if self._detector is not None and self._open_random:
-            key = _example_key(x)
-            if key in self._open_random:
-                del self._open_random[key]
-                error = self._model.predict_one(x) != y
-                if self._detector.update(error):
-                    # Change detected on an unbiased sample: start again from a fresh classifier.
-                    self._model = _fresh(self.classifier)
-                    self._learned = 0
-        rng = self._rng
-        for member in self._committee:
-            for _ in range(_poisson1(rng)):
-                member.learn_one(x, y, **kwargs)
-        self._model.learn_one(x, y, **kwargs)
+        if self._open_random:
+            self._check_drift(x, y)
+        if self._committee:
+            for member in self._committee:
+                for _ in range(_poisson1(self._uniform)):
+                    member.learn_one(x, y, **kwargs)
+        if kwargs:
+            self._model.learn_one(x, y, **kwargs)
+        else:
+            self._model.learn_one(x, y)
         self._learned += 1
+
+    def _check_drift(self, x: dict, y: Any) -> None:
+        """``split``: if ``x`` was queried at random, feed the classifier's error on it to ADWIN."""
+        key = _example_key(x)
+        if key in self._open_random:
+            del self._open_random[key]
+            error = self._model.predict_one(x) != y
+            if self._detector.update(error):
+                # Change detected on an unbiased sample: start again from a fresh classifier.
+                self._model = _fresh(self.classifier)
+                self._learned = 0
+
+    # ------------------------------------------------------------------ randomness
+
+    # The rules inline ``draw = next(self._draws, None)`` and call ``_refill`` when the block is
+    # used up: a random number then costs about as much as a list index.
+
+    def _refill(self) -> float:
+        """Draw the next block from the generator; return its first number."""
+        if self._noise_std is None:
+            block = self._rng.random(RNG_BLOCK)
+        else:
+            block = self._rng.normal(1.0, self._noise_std, RNG_BLOCK)
+        self._block = block.tolist()
+        self._draws = iter(self._block)
+        return next(self._draws)
+
+    def _uniform(self) -> float:
+        draw = next(self._draws, None)
+        return self._refill() if draw is None else draw
 
     # ------------------------------------------------------------------ strategies
 
-    # ``u`` is computed inline (max / sum of the posterior): these rules run for most events.
-
-    def _vary(self, u: float) -> bool:
-        """Variable-threshold rule: ask below θ and lower θ, otherwise raise θ."""
-        step = self._params["step"]
-        if u < self._threshold:
-            self._threshold *= 1.0 - step
-            return True
-        self._threshold *= 1.0 + step
-        return False
-
-    def _ask_random(self, x: dict, proba: Mapping[Any, float], dense: bool) -> bool:
-        return self._rng.random() < self.budget
+    def _rule(self, strategy: str) -> Callable[[dict, Mapping[Any, float], bool], bool] | None:
+        """The strategy's decision rule (``random``'s coin is flipped in :meth:`query_one`)."""
+        return None if strategy == "random" else getattr(self, f"_ask_{strategy}")
 
     def _ask_fixed(self, x: dict, proba: Mapping[Any, float], dense: bool) -> bool:
-        values = proba.values()
-        return max(values) / (sum(values) or 1.0) < self._params["threshold"]
+        return _top_share(proba) < self._fixed_threshold
 
     def _ask_variable(self, x: dict, proba: Mapping[Any, float], dense: bool) -> bool:
-        values = proba.values()
-        return self._vary(max(values) / (sum(values) or 1.0))
+        # Variable-threshold rule: ask below θ and lower θ, otherwise raise θ.
+        if _top_share(proba) < self._threshold:
+            self._threshold *= 1.0 - self._step
+            return True
+        self._threshold *= 1.0 + self._step
+        return False
 
     def _ask_randvar(self, x: dict, proba: Mapping[Any, float], dense: bool) -> bool:
         # Compares u / η with θ, η ~ N(1, noise_std) (MOA's form; η = 0 never asks).
-        # The variable-threshold rule is written out: this is the default strategy's hot path.
-        eta = self._rng.gauss(1.0, self._params["noise_std"])
-        values = proba.values()
-        u = max(values) / (sum(values) or 1.0)
-        step = self._params["step"]
-        if eta and u / eta < self._threshold:
-            self._threshold *= 1.0 - step
+        eta = next(self._draws, None)
+        if eta is None:
+            eta = self._refill()
+        if eta and _top_share(proba) / eta < self._threshold:
+            self._threshold *= 1.0 - self._step
             return True
-        self._threshold *= 1.0 + step
+        self._threshold *= 1.0 + self._step
         return False
 
     def _ask_split(self, x: dict, proba: Mapping[Any, float], dense: bool) -> bool:
-        if self._rng.random() < self._params["random_fraction"]:
-            self._open_random[_example_key(x)] = None
-            if len(self._open_random) > MAX_OPEN_RANDOM_QUERIES:
-                self._open_random.popitem(last=False)
+        draw = next(self._draws, None)
+        if draw is None:
+            draw = self._refill()
+        if draw < self._random_fraction:
+            open_random = self._open_random
+            open_random[_example_key(x)] = None
+            if len(open_random) > MAX_OPEN_RANDOM_QUERIES:
+                del open_random[next(iter(open_random))]
             return True
-        values = proba.values()
-        return self._vary(max(values) / (sum(values) or 1.0))
+        return self._ask_variable(x, proba, dense)
 
     def _ask_selective(self, x: dict, proba: Mapping[Any, float], dense: bool) -> bool:
-        total = sum(proba.values()) or 1.0
-        top = sorted(proba.values(), reverse=True)
-        margin = (top[0] - (top[1] if len(top) > 1 else 0.0)) / total
-        b = self.budget if self._params["b"] is None else self._params["b"]
-        return self._rng.random() < b / (b + margin)
+        if len(proba) == 2:
+            a, b = proba.values()
+            margin = (b - a if b > a else a - b) / ((a + b) or 1.0)
+        else:
+            top = sorted(proba.values(), reverse=True)
+            margin = (top[0] - top[1]) / (sum(proba.values()) or 1.0)
+        draw = next(self._draws, None)
+        if draw is None:
+            draw = self._refill()
+        b = self._margin_b
+        return draw < b / (b + margin)
 
     def _ask_qbc(self, x: dict, proba: Mapping[Any, float], dense: bool) -> bool:
         votes: dict[Any, float] = collections.defaultdict(float)
@@ -585,16 +659,18 @@ class ActiveLearner(base.Wrapper, base.Classifier):
         state.update(
             {
                 "strategy": self.strategy,
-                "seen": self._seen,
-                "asked": self._asked,
+                "seen": int(self._seen),
+                "asked": int(self._asked),
                 "learned": self._learned,
                 "threshold": self._threshold,
             }
         )
-        state.update({f"rng/{k}": v for k, v in python_rng_state(self._rng).items()})
+        state["rng/generator"] = rng_state(self._rng)
+        used = len(self._block) - self._draws.__length_hint__()
+        state["rng/unused"] = np.asarray(self._block[used:], dtype=float)
         if self._detector is not None:
             state.update({f"adwin/{k}": v for k, v in self._detector.state_dict().items()})
-            state["open_random"] = json_state([list(map(list, key)) for key in self._open_random])
+            state["open_random"] = json_state([_sorted_items(key) for key in self._open_random])
         if self._window is not None:
             state.update({f"window/{k}": v for k, v in self._window.state_dict().items()})
         return state
@@ -603,21 +679,28 @@ class ActiveLearner(base.Wrapper, base.Classifier):
         """Exact inverse of :meth:`state_dict` (for a learner built with the same parameters)."""
         if state.get("strategy") != self.strategy:
             raise ValueError(f"state is for strategy {state.get('strategy')!r}, this learner uses {self.strategy!r}")
+        if "rng/generator" not in state:
+            raise ValueError(
+                "state holds no NumPy generator (rng/generator): it was saved by an earlier ActiveLearner "
+                "that drew from Python's random module, so it cannot be continued exactly"
+            )
         model = river_state.loads(state["model"])
         if type(model) is not type(self._model):
             raise ValueError(f"state holds a {type(model).__name__}, this learner wraps a {type(self._model).__name__}")
         committee = [river_state.loads(state[f"committee/{i}"]) for i in range(len(self._committee))]
         self._model = model
         self._committee = committee
-        self._seen = int(state["seen"])
-        self._asked = int(state["asked"])
+        self._seen = float(int(state["seen"]))
+        self._asked = float(int(state["asked"]))
         self._learned = int(state["learned"])
         self._threshold = float(state["threshold"])
-        load_python_rng_state(self._rng, subset(state, "rng/"))
+        load_rng_state(self._rng, state["rng/generator"])
+        self._block = np.asarray(state["rng/unused"], dtype=float).tolist()
+        self._draws = iter(self._block)
         if self._detector is not None:
             self._detector.load_state_dict(subset(state, "adwin/"))
-            self._open_random = collections.OrderedDict.fromkeys(
-                tuple(tuple(item) for item in key) for key in load_json_state(state["open_random"])
+            self._open_random = dict.fromkeys(
+                frozenset((_hashable(name), value) for name, value in key) for key in load_json_state(state["open_random"])
             )
         if self._window is not None:
             self._window.load_state_dict(subset(state, "window/"))
@@ -638,4 +721,4 @@ class ActiveLearner(base.Wrapper, base.Classifier):
             state["_detector"] = _ReplayableADWIN(delta)
             state["_detector"].load_state_dict(saved)
         self.__dict__.update(state)
-        self._decide = getattr(self, f"_ask_{self.strategy}")
+        self._decide = self._rule(self.strategy)
