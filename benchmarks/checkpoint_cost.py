@@ -26,7 +26,7 @@ import numpy as np
 import structlog
 
 from streamlearn.engine.checkpoint import CheckpointStore
-from streamlearn.learners.base import json_state
+from streamlearn.learners.base import json_state, state_hash
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -73,7 +73,7 @@ def timed(fn, *args) -> tuple[float, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=float, nargs="+", default=[1, 10, 100], help="state sizes in MB")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="1 and 10 MB, 2 rounds")
     parser.add_argument("--out", default=str(RESULTS / "checkpoint_cost.json"))
     args = parser.parse_args()
@@ -88,18 +88,28 @@ def main() -> None:
             store = CheckpointStore(Path(tmp) / f"store-{size}", keep=2)
             pkl = Path(tmp) / f"state-{size}.pkl"
             times = {"sl_write": [], "sl_read": [], "pickle_write": [], "pickle_read": []}
-            for _ in range(args.rounds):
-                # alternate the two so both see the same machine conditions
-                t, _ = timed(pickle_write, state, pkl)
-                times["pickle_write"].append(t)
-                t, info = timed(lambda: store.save(state, events=1))
-                times["sl_write"].append(t)
-                t, loaded = timed(pickle_read, pkl)
-                times["pickle_read"].append(t)
-                t, checkpoint = timed(store.load_latest)
-                times["sl_read"].append(t)
+            for round_ in range(args.rounds):
+                # Alternate which goes first, and start every write with no dirty pages
+                # waiting for the disk (os.sync), so both see the same machine conditions.
+                order = ("pickle", "sl") if round_ % 2 == 0 else ("sl", "pickle")
+                for who in order:
+                    os.sync()
+                    if who == "pickle":
+                        t, _ = timed(pickle_write, state, pkl)
+                        times["pickle_write"].append(t)
+                    else:
+                        t, info = timed(lambda: store.save(state, events=1))
+                        times["sl_write"].append(t)
+                for who in order:
+                    if who == "pickle":
+                        t, loaded = timed(pickle_read, pkl)
+                        times["pickle_read"].append(t)
+                    else:
+                        t, checkpoint = timed(store.load_latest)
+                        times["sl_read"].append(t)
             assert checkpoint.metadata["sha256"] == info.sha256
             np.testing.assert_array_equal(checkpoint.state["weights/layer0"], state["weights/layer0"])
+            hash_times = [timed(state_hash, state)[0] for _ in range(args.rounds)]
             med = {k: statistics.median(v) for k, v in times.items()}
             row = {
                 "state_mb": size,
@@ -112,13 +122,16 @@ def main() -> None:
                 "streamlearn_read_s": med["sl_read"],
                 "pickle_read_s": med["pickle_read"],
                 "read_ratio": med["sl_read"] / med["pickle_read"],
+                # what verifying the SHA-256 of every byte costs on this machine (part of both
+                # the write and the read times above)
+                "state_hash_s": statistics.median(hash_times),
                 "rounds": times,
             }
             rows.append(row)
             print(
                 f"{size:>6g} MB  write {med['sl_write']*1e3:8.1f} ms vs pickle {med['pickle_write']*1e3:8.1f} ms"
                 f" (x{row['write_ratio']:.2f})   read {med['sl_read']*1e3:8.1f} ms vs pickle"
-                f" {med['pickle_read']*1e3:8.1f} ms (x{row['read_ratio']:.2f})"
+                f" {med['pickle_read']*1e3:8.1f} ms (x{row['read_ratio']:.2f});  SHA-256 {row['state_hash_s']*1e3:.1f} ms"
             )
     result = {
         "benchmark": "checkpoint_cost",

@@ -59,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--kills", type=int, default=5, help="kills per trial")
-    parser.add_argument("--copies", type=int, default=8, help="passes over Phishing per stream")
+    parser.add_argument("--copies", type=int, default=20, help="passes over Phishing per stream")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="2 trials, 2 kills each")
     parser.add_argument("--out", default=str(RESULTS / "crash_replay.json"))

@@ -45,6 +45,7 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -241,7 +242,7 @@ def read_checkpoint(path: str, filesystem: pafs.FileSystem | None = None) -> Che
     try:
         with filesystem.open_input_file(path) as f:
             parquet = pq.ParquetFile(f)
-            raw_meta = (parquet.schema_arrow.metadata or {}).get(METADATA_KEY)
+            raw_meta = (parquet.metadata.metadata or {}).get(METADATA_KEY)
             # Row group by row group: read() would concatenate them into one buffer (a copy).
             tables = [parquet.read_row_group(i) for i in range(parquet.num_row_groups)]
     except FileNotFoundError:
@@ -269,6 +270,19 @@ def _resolve(location: str) -> tuple[pafs.FileSystem, str]:
 
 
 # --------------------------------------------------------------------------- the store
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+#: One thread that computes state hashes next to the Parquet writer (the hash itself
+#: fans out over the shared hashing pool).
+_HASH_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-hash")
 
 
 class CheckpointStore:
@@ -311,29 +325,25 @@ class CheckpointStore:
     # ------------------------------------------------------------------ writing
 
     def _write_atomic(self, name: str, write: Any) -> int:
-        """Write via ``write(file)`` to a temporary name, fsync, rename; returns the size."""
+        """Write via ``write(stream)`` to a temporary name, fsync, rename; returns the size."""
         if not self._dir_ready:
             self.fs.create_dir(self.root, recursive=True)
             self._dir_ready = True
         tmp = self._path(f".{name}.{uuid.uuid4().hex}.tmp")
         final = self._path(name)
+        # Arrow's native stream: a Python file object would cost pyarrow a copy per write.
+        with self.fs.open_output_stream(tmp) as stream:
+            write(stream)
+            size = stream.tell()
         if self._local:
-            with open(tmp, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-                size = f.tell()
+            _fsync(tmp)  # fsync acts on the file, whichever descriptor asks
             os.replace(tmp, final)
-            dir_fd = os.open(self.root, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-            return size
-        with self.fs.open_output_stream(tmp) as f:
-            write(f)
-            size = f.tell()
-        self.fs.move(tmp, final)
+            if name == MANIFEST:
+                # Makes both renames durable (a manifest naming a checkpoint whose rename
+                # was lost falls back to the previous checkpoint on load).
+                _fsync(self.root)
+        else:
+            self.fs.move(tmp, final)
         return size
 
     def save(
@@ -349,7 +359,9 @@ class CheckpointStore:
         """Write a checkpoint durably, then record it in the manifest and apply retention."""
         t0 = time.perf_counter()
         batches = state_to_batches(state)
-        digest = state_hash(state)
+        # The hash runs on other threads while Parquet writes (pyarrow releases the GIL);
+        # it goes into the footer, which is written last.
+        hashing = _HASH_THREAD.submit(state_hash, state)
         entries = self._read_manifest()
         seq = max((e.seq for e in entries), default=0) + 1
         now = dt.datetime.now(dt.UTC)
@@ -358,7 +370,7 @@ class CheckpointStore:
             "seq": seq,
             "events": int(events),
             "positions": dict(positions or {}),
-            "sha256": digest,
+            "sha256": None,
             "learner": dict(learner or {}),
             "metrics": dict(metrics or {}),
             "versions": _library_versions(),
@@ -366,13 +378,12 @@ class CheckpointStore:
             "unix_time": now.timestamp(),
             **dict(extra or {}),
         }
-        schema = SCHEMA.with_metadata({METADATA_KEY: json.dumps(metadata).encode()})
         name = f"{PREFIX}{seq:010d}.parquet"
 
-        def write(f: Any) -> None:
+        def write(stream: Any) -> None:
             with pq.ParquetWriter(
-                f,
-                schema,
+                stream,
+                SCHEMA,
                 compression="none",
                 use_dictionary=False,
                 write_statistics=["name", "kind", "dtype"],
@@ -381,8 +392,13 @@ class CheckpointStore:
             ) as writer:
                 for batch in batches:  # one row group each
                     writer.write_batch(batch)
+                metadata["sha256"] = hashing.result()
+                writer.add_key_value_metadata({METADATA_KEY: json.dumps(metadata).encode()})
 
-        size = self._write_atomic(name, write)
+        try:
+            size = self._write_atomic(name, write)
+        finally:
+            digest = hashing.result()
         info = CheckpointInfo(
             file=name,
             seq=seq,

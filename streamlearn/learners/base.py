@@ -328,10 +328,14 @@ def _hash_chunks(data: memoryview | bytes) -> list[memoryview | bytes]:
 _pool = None
 
 
+#: Below this many bytes a state is hashed on the calling thread (a pool round trip costs more).
+PARALLEL_HASH_BYTES = 8 << 20
+
+
 def _parallel_map(fn: Any, items: list) -> list:
     """``list(map(fn, items))`` on a shared thread pool when there is enough work to share."""
     global _pool
-    if len(items) <= 4:
+    if sum(len(c) if isinstance(c, bytes) else c.nbytes for c in items) < PARALLEL_HASH_BYTES:
         return [fn(item) for item in items]
     if _pool is None:
         import os
