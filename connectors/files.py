@@ -155,7 +155,17 @@ def _csv_cell(text: str) -> Any:
         return text
 
 
-class CsvSource(Source):
+class _RowSource(Source):
+    """A tabular file whose position is the next row to read."""
+
+    path: str
+    _row: int
+
+    def positions(self) -> dict[str, dict[str, Any]]:
+        return {self.path: {"path": self.path, "row": self._row}}
+
+
+class CsvSource(_RowSource):
     """A CSV file with a header row; cells are typed (see module docstring)."""
 
     def __init__(self, path: str | os.PathLike, mapping: RowMapping | None = None):
@@ -190,9 +200,6 @@ class CsvSource(Source):
         self.exhausted = True
         return out
 
-    def positions(self) -> dict[str, dict[str, Any]]:
-        return {self.path: {"path": self.path, "row": self._row}}
-
     def seek(self, positions: dict[str, dict[str, Any]]) -> None:
         pos = _check_positions(self.path, positions)
         if pos is None:
@@ -209,7 +216,7 @@ class CsvSource(Source):
         self._file.close()
 
 
-class ParquetSource(Source):
+class ParquetSource(_RowSource):
     """A Parquet file read in Arrow record batches (never row by row from disk)."""
 
     def __init__(self, path: str | os.PathLike, mapping: RowMapping | None = None, read_rows: int = 8192):
@@ -255,9 +262,6 @@ class ParquetSource(Source):
         if self._row >= self._total:
             self.exhausted = True
         return out
-
-    def positions(self) -> dict[str, dict[str, Any]]:
-        return {self.path: {"path": self.path, "row": self._row}}
 
     def seek(self, positions: dict[str, dict[str, Any]]) -> None:
         pos = _check_positions(self.path, positions)
