@@ -124,7 +124,7 @@ def test_duckdb_and_pandas_read_a_checkpoint_without_streamlearn(tmp_path):
 
 
 def test_any_pyarrow_filesystem(tmp_path):
-    fsspec = pytest.importorskip("fsspec")  # a test dependency; importorskip only names it
+    import fsspec
     from pyarrow.fs import FSSpecHandler, PyFileSystem
 
     memory = fsspec.filesystem("memory")
