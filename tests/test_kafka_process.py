@@ -37,6 +37,17 @@ def _start(config, log_path) -> subprocess.Popen:
         log.close()
 
 
+def _run_until(config, log_path, done, timeout: float, what: str) -> None:
+    """Start the daemon, wait for ``done()``, stop it with SIGTERM: it must exit 0."""
+    proc = _start(config, log_path)
+    try:
+        wait_for(done, timeout=timeout, what=what)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+
+
 def _stored(store: CheckpointStore) -> int:
     entries = store.list()
     return entries[-1].events if entries else 0
@@ -52,13 +63,7 @@ def test_sigterm_finishes_the_batch_writes_a_final_checkpoint_and_exits_0(tmp_pa
     port = free_port()
     # No periodic checkpoints: the only one must come from the shutdown.
     config = write_config(tmp_path / "d.toml", broker, topic, every_events=10**9, every_seconds=0, metrics_port=port)
-    proc = _start(config, tmp_path / "daemon.log")
-    try:
-        wait_for(lambda: _events_done(port) == n, timeout=60, what="all events consumed")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
-    finally:
-        proc.kill()
+    _run_until(config, tmp_path / "daemon.log", lambda: _events_done(port) == n, 60, "all events consumed")
     log = (tmp_path / "daemon.log").read_text()
     assert "Traceback" not in log
     entries = CheckpointStore(tmp_path / "d-checkpoints").list()
@@ -99,13 +104,7 @@ def test_kill_9_at_random_moments_then_restart_gives_the_uninterrupted_state(tmp
         hurry.set()
     producer.join()
 
-    proc = _start(config, tmp_path / "daemon.log")
-    try:
-        wait_for(lambda: _stored(store) == n, timeout=90, what="the restarted daemon to finish")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
-    finally:
-        proc.kill()
+    _run_until(config, tmp_path / "daemon.log", lambda: _stored(store) == n, 90, "the restarted daemon to finish")
 
     reference = RunningDaemon(write_config(tmp_path / "reference.toml", broker, topic, **settings))
     reference.wait_events(n)
