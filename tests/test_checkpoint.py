@@ -3,6 +3,7 @@ import pickle
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from structlog.testing import capture_logs
@@ -67,29 +68,42 @@ def test_manifest_is_plain_json_and_retention_keeps_n(tmp_path):
     assert store.load_latest().state == {"i": 3}
 
 
+@pytest.mark.parametrize("size", [1000, 300_000])  # small; and big enough for a row group of its own
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
-def test_corrupt_latest_falls_back_to_previous_and_says_so(tmp_path, damage):
+def test_corrupt_latest_falls_back_to_previous_and_says_so(tmp_path, damage, size):
     store = CheckpointStore(tmp_path)
-    store.save({"w": np.arange(1000.0)}, events=1)
-    info = store.save({"w": np.arange(1000.0) * 2}, events=2)
+    store.save({"w": np.arange(float(size))}, events=1)
+    info = store.save({"w": np.arange(float(size)) * 2}, events=2)
     path = tmp_path / info.file
     data = bytearray(path.read_bytes())
     if damage == "truncate":
         path.write_bytes(data[: len(data) // 2])
     else:
         # flip a byte inside the array data (well past the Parquet header)
-        at = data.find(np.float64(1998.0).tobytes())
+        at = data.find(np.float64(2.0 * (size - 1)).tobytes())
         assert at > 0
         data[at] ^= 0x01
         path.write_bytes(bytes(data))
     with capture_logs() as logs:
         loaded = store.load_latest()
     assert loaded.events == 1
-    np.testing.assert_array_equal(loaded.state["w"], np.arange(1000.0))
+    np.testing.assert_array_equal(loaded.state["w"], np.arange(float(size)))
     errors = [e for e in logs if e["log_level"] == "error"]
     assert errors and "falling back to the previous one" in errors[0]["event"]
     assert errors[0]["file"] == info.file
     with pytest.raises(CorruptCheckpoint):
+        read_checkpoint(str(path))
+
+
+def test_an_entry_stored_twice_is_corrupt_not_silently_overwritten(tmp_path):
+    # The hash covers the decoded state, so a second row with an entry's name would
+    # otherwise replace the first unnoticed whenever its value matches the hash.
+    store = CheckpointStore(tmp_path)
+    info = store.save({"w": np.arange(3.0)}, events=1)
+    path = tmp_path / info.file
+    table, metadata = pq.read_table(path), pq.read_metadata(path).metadata
+    pq.write_table(pa.concat_tables([table, table]).replace_schema_metadata(metadata), path)
+    with pytest.raises(CorruptCheckpoint, match="'w' appears twice"):
         read_checkpoint(str(path))
 
 

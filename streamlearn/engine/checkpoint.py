@@ -218,6 +218,8 @@ def state_from_table(table: pa.Table | list[pa.Table]) -> State:
             offsets = np.frombuffer(offsets_buf, dtype=np.int64)[data.offset : data.offset + len(data) + 1]
             body = np.frombuffer(body_buf, dtype=np.uint8) if body_buf is not None else np.empty(0, np.uint8)
             for i, name in enumerate(names):
+                if name in state:
+                    raise CorruptCheckpoint(f"entry {name!r} appears twice")
                 try:
                     state[name] = _decode_value(name, kinds[i], dtypes[i], shapes[i], body[offsets[i] : offsets[i + 1]])
                 except (ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
@@ -244,7 +246,8 @@ def read_checkpoint(path: str, filesystem: pafs.FileSystem | None = None) -> Che
             parquet = pq.ParquetFile(f)
             raw_meta = (parquet.metadata.metadata or {}).get(METADATA_KEY)
             # Row group by row group: read() would concatenate them into one buffer (a copy).
-            tables = [parquet.read_row_group(i) for i in range(parquet.num_row_groups)]
+            # One thread each: a row group holds one large value or a few small ones.
+            tables = [parquet.read_row_group(i, use_threads=False) for i in range(parquet.num_row_groups)]
     except FileNotFoundError:
         raise
     except (OSError, pa.ArrowException) as exc:
@@ -266,7 +269,8 @@ def _resolve(location: str) -> tuple[pafs.FileSystem, str]:
     if "://" in location and not location.startswith("file://"):
         return pafs.FileSystem.from_uri(location)
     path = location.removeprefix("file://")
-    return pafs.LocalFileSystem(), os.path.abspath(path)
+    # Memory-mapped reads: Parquet decodes straight from the page cache, one copy fewer.
+    return pafs.LocalFileSystem(use_mmap=True), os.path.abspath(path)
 
 
 # --------------------------------------------------------------------------- the store

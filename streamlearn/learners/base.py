@@ -329,7 +329,7 @@ _pool = None
 
 
 #: Below this many bytes a state is hashed on the calling thread (a pool round trip costs more).
-PARALLEL_HASH_BYTES = 8 << 20
+PARALLEL_HASH_BYTES = 2 << 20
 
 
 def _parallel_map(fn: Any, items: list) -> list:
