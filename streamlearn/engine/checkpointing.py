@@ -7,10 +7,11 @@ learner state reflect every event exactly once however the process dies:
    are durable before the state that includes those events is (outputs are
    at-least-once: a crash before step 2 re-emits them on restart);
 2. **write the checkpoint** — learner state, processor state and the source
-   positions *after* the last processed event, in one atomic Parquet file;
+   positions *after* the last processed event, in one atomic Parquet file; once
+   it and the manifest naming it are durable, the store deletes checkpoints
+   beyond ``keep`` (a newer good one exists, so this may precede step 3);
 3. **commit the source** — only now may Kafka's group offsets move (they serve
-   lag monitoring; a restart seeks to the checkpoint's positions, not to them);
-4. **retention** — the store deletes checkpoints beyond ``keep``.
+   lag monitoring; a restart seeks to the checkpoint's positions, not to them).
 
 A kill between any two steps leaves the previous checkpoint and its positions
 consistent, so the restarted process redoes exactly the events after them.
