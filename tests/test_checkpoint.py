@@ -107,6 +107,20 @@ def test_an_entry_stored_twice_is_corrupt_not_silently_overwritten(tmp_path):
         read_checkpoint(str(path))
 
 
+def test_a_failed_write_leaves_no_partial_file_and_the_previous_checkpoint(tmp_path, monkeypatch):
+    store = CheckpointStore(tmp_path)
+    store.save({"w": np.arange(3.0)}, events=1)
+
+    def disk_full(self, batch, *a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_batch", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        store.save({"w": np.arange(3.0) * 2}, events=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-0000000001.parquet", "manifest.json"]
+    assert store.load_latest().events == 1
+
+
 def test_missing_manifest_is_rebuilt_from_the_files(tmp_path):
     store = CheckpointStore(tmp_path)
     store.save({"i": 1}, events=1)

@@ -335,19 +335,24 @@ class CheckpointStore:
             self._dir_ready = True
         tmp = self._path(f".{name}.{uuid.uuid4().hex}.tmp")
         final = self._path(name)
-        # Arrow's native stream: a Python file object would cost pyarrow a copy per write.
-        with self.fs.open_output_stream(tmp) as stream:
-            write(stream)
-            size = stream.tell()
-        if self._local:
-            _fsync(tmp)  # fsync acts on the file, whichever descriptor asks
-            os.replace(tmp, final)
-            if name == MANIFEST:
-                # Makes both renames durable (a manifest naming a checkpoint whose rename
-                # was lost falls back to the previous checkpoint on load).
-                _fsync(self.root)
-        else:
-            self.fs.move(tmp, final)
+        try:
+            # Arrow's native stream: a Python file object would cost pyarrow a copy per write.
+            with self.fs.open_output_stream(tmp) as stream:
+                write(stream)
+                size = stream.tell()
+            if self._local:
+                _fsync(tmp)  # fsync acts on the file, whichever descriptor asks
+                os.replace(tmp, final)
+            else:
+                self.fs.move(tmp, final)
+        except BaseException:
+            # A full disk or a failing store must not leave half a checkpoint lying around.
+            self._delete(tmp.rsplit("/", 1)[-1], missing_ok=True)
+            raise
+        if self._local and name == MANIFEST:
+            # Makes both renames durable (a manifest naming a checkpoint whose rename
+            # was lost falls back to the previous checkpoint on load).
+            _fsync(self.root)
         return size
 
     def save(
@@ -427,11 +432,14 @@ class CheckpointStore:
         )
         return info
 
-    def _delete(self, name: str) -> None:
+    def _delete(self, name: str, missing_ok: bool = False) -> None:
         try:
             self.fs.delete_file(self._path(name))
-        except (FileNotFoundError, OSError) as exc:
-            log.warning("could not delete old checkpoint", file=name, error=str(exc))
+        except FileNotFoundError:
+            if not missing_ok:
+                log.warning("could not delete a checkpoint file: already gone", file=name)
+        except OSError as exc:
+            log.warning("could not delete a checkpoint file", file=name, error=str(exc))
 
     # ------------------------------------------------------------------ manifest
 
