@@ -55,6 +55,21 @@ def test_roundtrip_every_kind_of_entry(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
+def test_loaded_state_does_not_depend_on_the_file_afterwards(tmp_path):
+    # Files are read memory-mapped; the state handed back must be its own memory, or a
+    # file changed in place later would silently change a live learner.
+    big = np.arange(300_000, dtype=np.float64)  # a row group of its own
+    store = CheckpointStore(tmp_path)
+    info = store.save({"big": big, "small": np.arange(5.0)}, events=1)
+    loaded = store.load_latest().state
+    path = tmp_path / info.file
+    with open(path, "r+b") as f:
+        f.write(b"\0" * path.stat().st_size)
+    np.testing.assert_array_equal(loaded["big"], big)
+    np.testing.assert_array_equal(loaded["small"], np.arange(5.0))
+    assert loaded["big"].flags.writeable
+
+
 def test_manifest_is_plain_json_and_retention_keeps_n(tmp_path):
     store = CheckpointStore(tmp_path, keep=2)
     for i in range(4):
