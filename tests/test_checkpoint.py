@@ -1,5 +1,7 @@
 import json
+import os
 import pickle
+import time
 
 import duckdb
 import numpy as np
@@ -134,6 +136,23 @@ def test_a_failed_write_leaves_no_partial_file_and_the_previous_checkpoint(tmp_p
         store.save({"w": np.arange(3.0) * 2}, events=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-0000000001.parquet", "manifest.json"]
     assert store.load_latest().events == 1
+
+
+def test_partial_files_of_a_killed_writer_are_removed_by_the_next_store(tmp_path):
+    CheckpointStore(tmp_path).save({"i": 1}, events=1)
+    orphan = tmp_path / ".checkpoint-0000000002.parquet.0123abcd.tmp"  # a kill -9 mid-write
+    orphan.write_bytes(b"PAR1 half a checkpoint")
+    store = CheckpointStore(tmp_path)
+    # written after this store started: another writer's, left alone
+    recent = tmp_path / ".manifest.json.4567ef.tmp"
+    recent.write_bytes(b"{")
+    os.utime(orphan, (time.time() - 60, time.time() - 60))
+    os.utime(recent, (time.time() + 60, time.time() + 60))
+    with capture_logs() as logs:
+        store.save({"i": 2}, events=2)
+    assert not orphan.exists() and recent.exists()
+    assert any("partial file" in e["event"] and e["file"] == orphan.name for e in logs)
+    assert store.load_latest().state == {"i": 2}
 
 
 def test_missing_manifest_is_rebuilt_from_the_files(tmp_path):

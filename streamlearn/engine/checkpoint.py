@@ -31,7 +31,9 @@ verifies the hash; a corrupt or truncated checkpoint is reported and the previou
 good one is used. Nothing is pickled: loading reads arrays, numbers and strings,
 never code. The location is a local directory or any ``pyarrow.fs`` URI
 (``s3://bucket/prefix``); on object stores each PUT is atomic, so the temporary
-name + move protocol gives the same guarantee. The last ``keep`` are retained.
+name + move protocol gives the same guarantee. The last ``keep`` are retained, and
+the first save of a store removes temporary files that a writer killed mid-write
+left behind (one writer uses a location at a time).
 """
 
 from __future__ import annotations
@@ -322,6 +324,8 @@ class CheckpointStore:
         self.location = location
         self._local = isinstance(self.fs, pafs.LocalFileSystem)
         self._dir_ready = False
+        self._created = time.time()
+        self._swept = False
 
     def _path(self, name: str) -> str:
         return f"{self.root}/{name}"
@@ -422,6 +426,9 @@ class CheckpointStore:
         self._write_manifest(kept)
         for old in dropped:
             self._delete(old.file)
+        if not self._swept:
+            self._sweep_partial_files()
+            self._swept = True
         log.info(
             "checkpoint written",
             file=name,
@@ -431,6 +438,19 @@ class CheckpointStore:
             sha256=digest[:12],
         )
         return info
+
+    def _sweep_partial_files(self) -> None:
+        """Delete temporary files that writers killed mid-write left behind.
+
+        One writer uses a location at a time, so a temporary file older than this
+        store is not being written any more. Without this, a daemon killed while
+        checkpointing, again and again, would fill the disk with partial files.
+        """
+        for item in self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True)):
+            if item.base_name.startswith(".") and item.base_name.endswith(".tmp") and item.mtime is not None:
+                if item.mtime.timestamp() < self._created:
+                    log.warning("removing a partial file left by an interrupted checkpoint", file=item.base_name)
+                    self._delete(item.base_name, missing_ok=True)
 
     def _delete(self, name: str, missing_ok: bool = False) -> None:
         try:
