@@ -337,8 +337,8 @@ class CheckpointStore:
         if not self._dir_ready:
             self.fs.create_dir(self.root, recursive=True)
             self._dir_ready = True
-        tmp = self._path(f".{name}.{uuid.uuid4().hex}.tmp")
-        final = self._path(name)
+        tmp_name = f".{name}.{uuid.uuid4().hex}.tmp"
+        tmp, final = self._path(tmp_name), self._path(name)
         try:
             # Arrow's native stream: a Python file object would cost pyarrow a copy per write.
             with self.fs.open_output_stream(tmp) as stream:
@@ -351,7 +351,7 @@ class CheckpointStore:
                 self.fs.move(tmp, final)
         except BaseException:
             # A full disk or a failing store must not leave half a checkpoint lying around.
-            self._delete(tmp.rsplit("/", 1)[-1], missing_ok=True)
+            self._delete(tmp_name, missing_ok=True)
             raise
         if self._local and name == MANIFEST:
             # Makes both renames durable (a manifest naming a checkpoint whose rename
