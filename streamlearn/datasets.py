@@ -21,7 +21,8 @@ def shared_data(name: str) -> Path:
     """A file of the project's shared real data (``../shared/data/`` beside the repository).
 
     Looked up in ``$STREAMLEARN_SHARED_DATA``, then in ``shared/data`` in any folder
-    above the package or the working directory (``../shared/data`` from a checkout).
+    above the package or the working directory (``../shared/data`` from a checkout),
+    then above the checkout a local clone was made from (a clone in a scratch folder).
     """
     candidates = []
     if os.environ.get("STREAMLEARN_SHARED_DATA"):
@@ -31,10 +32,30 @@ def shared_data(name: str) -> Path:
     for path in candidates:
         if path.is_file():
             return path
+    origin = _local_origin(Path(__file__).resolve().parent)
+    if origin is not None:
+        for folder in (origin, *origin.parents):
+            if (folder / "shared" / "data" / name).is_file():
+                return folder / "shared" / "data" / name
     raise FileNotFoundError(
         f"shared data file {name!r} not found; set STREAMLEARN_SHARED_DATA to the folder holding it "
         f"(looked in: {', '.join(str(p.parent) for p in candidates[:4])}, ...)"
     )
+
+
+def _local_origin(folder: Path) -> Path | None:
+    """The checkout this repository was cloned from, when that is a folder on this machine."""
+    import subprocess
+
+    try:
+        url = subprocess.run(
+            ["git", "-C", str(folder), "config", "--get", "remote.origin.url"],
+            capture_output=True, text=True, timeout=5, check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    path = Path(url.removeprefix("file://")) if url else None
+    return path.resolve() if path is not None and path.is_dir() else None
 
 
 def river_dataset(name: str) -> Any:
