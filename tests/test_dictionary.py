@@ -95,19 +95,43 @@ def test_dictionary_is_orthogonal_at_read_out_while_the_iterate_is_not():
     assert max(gaps) > 1e-3  # so the read-out does real work
 
 
-def test_one_step_by_hand():
-    rng = np.random.default_rng(5)
-    n, m = 5, 4
-    model = FrankWolfeODL(n_features=n, batch_size=m, p=3, seed=6)
+def first_step(n, m, seed):
+    """A learner after one mini-batch of m random samples, its starting iterate and the (first, so averaged) gradient."""
+    rng = np.random.default_rng(seed)
+    model = FrankWolfeODL(n_features=n, batch_size=m, p=3, seed=seed + 1)
     D = model.relaxed_dictionary
     Y = rng.standard_normal((m, n))
     model.learn_many(Y)
     Z = D.T @ Y.T  # n × m codes, the column convention of the paper
     gradient = 3 * Y.T @ (np.abs(Z) * Z).T / m  # ρ_1 = 1: the average is the first gradient
+    return model, D, gradient
+
+
+def test_one_step_by_hand():
+    # m ≥ n: the gradient has full rank, so its polar factor U Vᵀ is unique.
+    model, D, gradient = first_step(n=5, m=8, seed=5)
     U, _, Vt = np.linalg.svd(gradient)
     gamma = 2 ** -0.75
     np.testing.assert_allclose(model.relaxed_dictionary, (1 - gamma) * D + gamma * U @ Vt, atol=1e-12)
     assert model.n_steps == 1 and model.n_buffered == 0
+
+
+@pytest.mark.parametrize("n", [5, 16])  # the SVD-only size and one where the iteration is on
+def test_rank_deficient_gradient_gives_a_valid_oracle_step(n):
+    # m < n: the gradient has rank m, its polar factors U Vᵀ differ on the null space,
+    # and any of them is a maximiser of ⟨G, S⟩ over the spectral-norm ball.
+    m = 4
+    model, D, gradient = first_step(n=n, m=m, seed=7)
+    gamma = 2 ** -0.75
+    S = (model.relaxed_dictionary - (1 - gamma) * D) / gamma  # the oracle's answer
+    np.testing.assert_allclose(S.T @ S, np.eye(n), atol=1e-10)  # orthogonal
+    U, sigma, Vt = np.linalg.svd(gradient)
+    assert sigma[m - 1] > 1e-8 * sigma[0] and sigma[m] < 1e-10 * sigma[0]
+    np.testing.assert_allclose(S @ Vt[:m].T, U[:, :m], atol=1e-10)  # fixed on the gradient's row space
+    assert np.sum(gradient * S) == pytest.approx(sigma.sum(), rel=1e-12)  # attains the nuclear norm
+    R = model.dictionary
+    np.testing.assert_allclose(R.T @ R, np.eye(n), atol=1e-10)  # the read-out is still orthogonal
+    np.testing.assert_allclose(R, polar(model.relaxed_dictionary), atol=1e-10)
 
 
 # --------------------------------------------------------------------------- the oracle's polar factor
