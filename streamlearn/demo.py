@@ -14,7 +14,10 @@ What it does, with no arguments and nothing to install beyond streamlearn:
 4. stops once every event is processed (or after ``--seconds``, or on Ctrl-C),
    cleanly: final checkpoint, committed offsets, broker shut down;
 5. leaves in ``--dir`` the checkpoints, the config it used (``demo.toml``, ready
-   for ``streamlearn run``), the broker log and ``summary.json``.
+   for ``streamlearn run``), the dead letters (``dead_letters.jsonl``: reason,
+   offset, raw bytes), ``report.json`` and ``metrics.png`` (accuracy cumulative
+   and over the last 500 events: the drift shows as a dip), the broker log and
+   ``summary.json``.
 
 ``python -m streamlearn.demo produce --bootstrap HOST:PORT`` only produces the
 demo stream into an existing cluster (the producer of ``docker/compose.yaml``).
@@ -56,6 +59,12 @@ preprocessing = ["preprocessing.StandardScaler"]
 
 [eval]
 metrics = ["Accuracy"]
+# Accuracy over the last 500 events beside the cumulative one: the drift halfway shows in it.
+window = 500
+history_every = 100
+
+[output]
+dead_letters = "{dead_letters}"
 
 [checkpoint]
 dir = "{checkpoints}"
@@ -67,7 +76,6 @@ bootstrap_servers = "{bootstrap}"
 topic = "{topic}"
 group_id = "{topic}"
 output_topic = "{topic}.predictions"
-dead_letter_topic = "{topic}.dlq"
 session_timeout_ms = {session_timeout_ms}
 """
 
@@ -140,6 +148,31 @@ def _line(elapsed: float, s: dict[str, Any]) -> str:
     )
 
 
+def _write_report(daemon: Any, summary: dict[str, Any], out: Path) -> Path | None:
+    """``report.json`` and ``metrics.png`` of the demo's learner, as ``streamlearn replay`` writes them."""
+    from streamlearn.engine.report import write_report
+
+    lane = daemon.lanes.get("global")
+    if lane is None:  # stopped before the learner was built
+        return None
+    stats, processor = lane.engine.stats, lane.processor
+    history = list(stats.history)
+    if not history or history[-1]["events"] != stats.records:
+        history.append({"events": stats.records, **processor.metrics()})
+    report = {
+        "learner": "river (streamlearn demo)",
+        "config": daemon.config.raw,
+        "config_path": daemon.config.source,
+        "input": f"kafka://{summary['bootstrap']}/{summary['topic']}",
+        "events": stats.records,
+        "dead_letters": stats.dead_letters,
+        "dead_letter_reasons": dict(stats.reasons.most_common()),
+        "final_metrics": processor.metrics(),
+        "history": history,
+    }
+    return write_report(report, out)
+
+
 def run_demo(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     """The ``streamlearn demo`` command; returns the exit code."""
     from streamlearn.engine.broker import BrokerError, LocalBroker, free_port
@@ -154,6 +187,8 @@ def run_demo(args: argparse.Namespace, stop: threading.Event | None = None) -> i
     out.mkdir(parents=True, exist_ok=True)
     checkpoints = out / "checkpoints"
     _clear_old_checkpoints(checkpoints)
+    dead_letters = out / "dead_letters.jsonl"
+    dead_letters.unlink(missing_ok=True)  # this run's, not appended to the last one's
     n_events = int(args.events)
     rate = max(2000.0, n_events / 15)
     started = time.monotonic()
@@ -172,7 +207,12 @@ def run_demo(args: argparse.Namespace, stop: threading.Event | None = None) -> i
     config_path = out / "demo.toml"
     config_path.write_text(
         CONFIG.format(
-            config=config_path, checkpoints=checkpoints.resolve().as_posix(), bootstrap=bootstrap, topic=topic, session_timeout_ms=session_timeout_ms
+            config=config_path,
+            checkpoints=checkpoints.resolve().as_posix(),
+            dead_letters=dead_letters.resolve().as_posix(),
+            bootstrap=bootstrap,
+            topic=topic,
+            session_timeout_ms=session_timeout_ms,
         )
     )
     metrics_port = free_port()
@@ -248,12 +288,17 @@ def run_demo(args: argparse.Namespace, stop: threading.Event | None = None) -> i
         "checkpoints": str(checkpoints),
         "config": str(config_path),
     }
+    report_path = _write_report(daemon, summary, out)
+    if report_path is not None:
+        summary["report"] = str(report_path)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
     print(
         f"\ndone: {summary['events_processed']:,} events ({summary['dead_letters']} dead letters) in {elapsed:.1f} s; {shown}\n"
         f"  checkpoints  {checkpoints}    (streamlearn checkpoints list {checkpoints})\n"
         f"  config       {config_path}    (streamlearn run {config_path}, with STREAMLEARN_KAFKA_BOOTSTRAP_SERVERS for your cluster)\n"
+        f"  dead letters {dead_letters}    (each with its reason, source offset and raw bytes)\n"
+        f"  report       {out / 'report.json'} and {out / 'metrics.png'} (accuracy, cumulative and over the last 500 events)\n"
         f"  summary      {out / 'summary.json'}"
         + (f"\n  broker log   {out / 'broker.log'}" if broker else "")
     )

@@ -39,7 +39,11 @@ def test_end_to_end_every_event_processed_outputs_published_metrics_right(tmp_pa
     assert metrics["streamlearn_assigned_partitions"] == 1
     assert metrics["streamlearn_broker_connected"] == 1
     assert metrics["streamlearn_checkpoints_total"] >= n // 300
-    assert metrics['streamlearn_learner_metric{lane="global",metric="Accuracy"}'] == pytest.approx(report["final_metrics"]["Accuracy"])
+    final = report["final_metrics"]
+    assert metrics['streamlearn_learner_metric{lane="global",metric="Accuracy",window="all"}'] == pytest.approx(final["Accuracy"])
+    window = load_config(config).eval.window
+    assert metrics[f'streamlearn_learner_metric{{lane="global",metric="Accuracy",window="{window}"}}'] == pytest.approx(final[f"Accuracy@{window}"])
+    assert final[f"Accuracy@{window}"] != final["Accuracy"]  # the window is a different number, not a copy
 
     outputs = broker.consume(f"{topic}.out", n)
     assert len(outputs) == n

@@ -174,6 +174,14 @@ def test_demo_runs_end_to_end_from_nothing(tmp_path):
     assert CheckpointStore(out / "checkpoints").list()[-1].events == 3003
     assert "events" in result.stdout and "done: 3,003 events" in result.stdout
     load_config(out / "demo.toml")  # the config it leaves behind is valid
+    # The dead letters are kept, each with its reason and raw bytes.
+    letters = [json.loads(line) for line in (out / "dead_letters.jsonl").read_text().splitlines()]
+    assert len(letters) == 3 and all(letter["reason"] and "raw" in letter for letter in letters)
+    # As `demo --help` says: a report with the windowed accuracy beside the cumulative one, and its plot.
+    report = json.loads((out / "report.json").read_text())
+    assert report["events"] == 3003 and report["dead_letters"] == 3
+    assert {"Accuracy", "Accuracy@500"} <= set(report["history"][-1])
+    assert report["plots"] == ["metrics.png"] and (out / "metrics.png").stat().st_size > 10_000
 
 
 def test_broker_lost_while_running_is_logged_and_the_daemon_carries_on(tmp_path, monkeypatch):

@@ -3,9 +3,9 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from river import datasets, evaluate, linear_model, metrics, preprocessing
+from river import datasets, evaluate, linear_model, metrics, preprocessing, utils
 
-from streamlearn.engine.config import parse_config
+from streamlearn.engine.config import ConfigError, parse_config
 from streamlearn.engine.replay import replay
 from tests.conftest import REPO, run_cli, write_jsonl
 
@@ -19,15 +19,32 @@ def _config(tmp_path=None, **tables):
 
 @pytest.mark.parametrize("delay", [0, 7, 60])
 def test_replay_matches_river_progressive_val_score(phishing_jsonl, delay):
+    # Cumulative and windowed metrics both match river's, the windowed ones through river's Rolling.
     model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
-    expected = evaluate.progressive_val_score(
-        datasets.Phishing(), model, metrics.Accuracy() + metrics.LogLoss(), delay=delay or None
-    )
+    scored = [metrics.Accuracy(), metrics.LogLoss(), utils.Rolling(metrics.Accuracy, 200), utils.Rolling(metrics.LogLoss, 200)]
+    evaluate.progressive_val_score(datasets.Phishing(), model, metrics.base.Metrics(scored), delay=delay or None)
     report = replay(
-        _config(eval={"metrics": ["Accuracy", "LogLoss"], "label_delay": delay}), phishing_jsonl, progress=False
+        _config(eval={"metrics": ["Accuracy", "LogLoss"], "label_delay": delay, "window": 200}), phishing_jsonl, progress=False
     )
     assert report["events"] == report["processed"] == 1250
-    assert report["final_metrics"] == {"Accuracy": expected[0].get(), "LogLoss": expected[1].get()}
+    keys = ["Accuracy", "LogLoss", "Accuracy@200", "LogLoss@200"]
+    assert report["final_metrics"] == {"Accuracy": scored[0].get(), "Accuracy@200": scored[2].get(), "LogLoss": scored[1].get(), "LogLoss@200": scored[3].get()}
+    assert scored[2].get() != scored[0].get()
+    assert set(report["history"][0]) == {"events", *keys}
+
+
+def test_windowed_metrics_can_be_turned_off_and_a_negative_window_is_refused(phishing_jsonl):
+    report = replay(_config(eval={"metrics": ["Accuracy"], "window": 0}), phishing_jsonl, progress=False)
+    assert list(report["final_metrics"]) == ["Accuracy"]
+    with pytest.raises(ConfigError, match="window"):
+        _config(eval={"metrics": ["Accuracy"], "window": -5})
+
+
+def test_a_misspelled_metric_gets_a_suggestion():
+    with pytest.raises(ConfigError, match=r"no metric 'Acuracy' \(did you mean 'Accuracy'"):
+        _config(eval={"metrics": ["Acuracy"]})
+    with pytest.raises(ConfigError, match=r"no metric 'logloss' \(did you mean 'LogLoss'"):
+        _config(eval={"metrics": ["logloss"]})
 
 
 def test_csv_and_parquet_inputs_give_the_same_result(tmp_path, phishing_jsonl):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from streamlearn.engine import registry
-from streamlearn.engine.processor import EvalOptions
+from streamlearn.engine.processor import EvalOptions, MetricSet
 
 __all__ = [
     "CheckpointConfig",
@@ -300,17 +300,18 @@ def parse_config(data: dict[str, Any], source: str | None = None, env: typing.Ma
 
 
 def _check_values(config: Config) -> None:
-    from river import metrics
-
     if config.engine.batch_size < 1:
         raise ConfigError("engine.batch_size must be at least 1")
     if config.eval.label_delay < 0:
         raise ConfigError("eval.label_delay must be 0 or more")
     if config.eval.history_every < 1:
         raise ConfigError("eval.history_every must be at least 1")
-    for name in config.eval.metrics:
-        if not isinstance(getattr(metrics, name, None), type):
-            raise ConfigError(f"eval.metrics: river.metrics has no metric {name!r}")
+    if config.eval.window < 0:
+        raise ConfigError("eval.window must be 0 (off) or more")
+    try:
+        MetricSet(config.eval.metrics, config.eval.window)
+    except ValueError as exc:
+        raise ConfigError(f"eval.metrics: {exc}") from None
     if config.checkpoint.keep < 1:
         raise ConfigError("checkpoint.keep must be at least 1")
     if config.input.format not in (None, "jsonl", "csv", "parquet"):

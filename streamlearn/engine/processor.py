@@ -23,6 +23,7 @@ against their ``Options`` dataclass, and the ``[eval]`` table (:class:`EvalOptio
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -39,8 +40,11 @@ __all__ = [
     "Output",
     "Processor",
     "finite_number",
+    "metric_class",
     "number_list",
     "numeric_features",
+    "split_windowed_name",
+    "windowed_name",
 ]
 
 
@@ -76,21 +80,56 @@ class EvalOptions:
     label_delay: int = 0
     #: Record the metric values every this many events for the report's curves.
     history_every: int = 100
+    #: Also compute every metric over the last ``window`` scored events (river's
+    #: ``utils.Rolling``), reported as ``"<metric>@<window>"`` beside the cumulative
+    #: value; 0 turns windowed metrics off. Cumulative values hide drift, windowed ones show it.
+    window: int = 1000
+
+
+def windowed_name(name: str, window: int) -> str:
+    """The report / log / Prometheus key of ``name`` computed over the last ``window`` events."""
+    return f"{name}@{window}"
+
+
+def split_windowed_name(key: str) -> tuple[str, int | None]:
+    """``"Accuracy@1000"`` → ``("Accuracy", 1000)``; a cumulative name → ``(name, None)``."""
+    name, sep, window = key.rpartition("@")
+    return (name, int(window)) if sep and window.isdigit() else (key, None)
+
+
+def metric_class(name: str) -> type:
+    """The river.metrics class called ``name``; ValueError with the closest names otherwise."""
+    from river import metrics
+
+    cls = getattr(metrics, name, None)
+    if isinstance(cls, type) and issubclass(cls, metrics.base.Metric):
+        return cls
+    known = [n for n in dir(metrics) if isinstance(getattr(metrics, n), type) and issubclass(getattr(metrics, n), metrics.base.Metric)]
+    hint = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    if not hint:  # "accuracy", "logloss": the case is all that is wrong
+        hint = [n for n in known if n.lower() == name.lower()]
+    did_you_mean = f" (did you mean {', '.join(map(repr, hint))}?)" if hint else ""
+    raise ValueError(f"river.metrics has no metric {name!r}{did_you_mean}")
 
 
 class MetricSet:
-    """river metrics updated together; their state survives checkpoints (no pickle)."""
+    """river metrics updated together, each cumulative and (with a window) over the
+    last ``window`` events through river's ``utils.Rolling``; their state survives
+    checkpoints (no pickle)."""
 
-    def __init__(self, names: Sequence[str]):
-        from river import metrics
+    def __init__(self, names: Sequence[str], window: int = 0):
+        from river import utils
 
         self.names = list(names)
+        self.keys: list[str] = []
         self._metrics = []
         for name in self.names:
-            cls = getattr(metrics, name, None)
-            if not isinstance(cls, type) or not issubclass(cls, metrics.base.Metric):
-                raise ValueError(f"unknown metric {name!r}: expected a class name from river.metrics")
+            cls = metric_class(name)
+            self.keys.append(name)
             self._metrics.append(cls())
+            if window:  # every river metric can revert an update, which Rolling needs
+                self.keys.append(windowed_name(name, window))
+                self._metrics.append(utils.Rolling(cls, window_size=window))
         self.needs_proba = any(not getattr(m, "requires_labels", True) for m in self._metrics)
 
     def update(self, y_true: Any, y_pred: Any, proba: Mapping | None = None) -> None:
@@ -102,6 +141,14 @@ class MetricSet:
         """An ``update(y_true, y_pred)`` for label-only metrics, bound directly when there is one."""
         if len(self._metrics) == 1:
             return self._metrics[0].update
+        if len(self._metrics) == 2:  # one metric, cumulative and windowed: the usual case
+            first, second = (m.update for m in self._metrics)
+
+            def update_both(y_true: Any, y_pred: Any) -> None:
+                first(y_true, y_pred)
+                second(y_true, y_pred)
+
+            return update_both
         metrics = list(self._metrics)
 
         def update(y_true: Any, y_pred: Any) -> None:
@@ -111,13 +158,13 @@ class MetricSet:
         return update
 
     def values(self) -> dict[str, float]:
-        return {name: float(m.get()) for name, m in zip(self.names, self._metrics, strict=True)}
+        return {key: float(m.get()) for key, m in zip(self.keys, self._metrics, strict=True)}
 
     def state_dict(self) -> State:
-        return {f"metric/{n}": river_state.dumps(m) for n, m in zip(self.names, self._metrics, strict=True)}
+        return {f"metric/{key}": river_state.dumps(m) for key, m in zip(self.keys, self._metrics, strict=True)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self._metrics = [river_state.loads(state[f"metric/{n}"]) for n in self.names]
+        self._metrics = [river_state.loads(state[f"metric/{key}"]) for key in self.keys]
 
 
 class Processor(ABC):
@@ -137,7 +184,7 @@ class Processor(ABC):
         self.options = options if options is not None else self.Options()
         #: When False the caller does not want outputs (a replay with no output sink).
         self.emit = emit
-        self.metric_set = MetricSet(self.eval.metrics or self.default_metrics)
+        self.metric_set = MetricSet(self.eval.metrics or self.default_metrics, self.eval.window)
         self._rejected: list[tuple[Item, str]] = []
 
     @abstractmethod

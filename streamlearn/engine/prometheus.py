@@ -16,7 +16,8 @@ name                                       type     meaning
 ``consumer_lag_total``                     gauge    the sum over owned partitions
 ``checkpoint_age_seconds{lane}``           gauge    seconds since the lane's last checkpoint
 ``checkpoint_duration_seconds{lane}``      gauge    how long the lane's last checkpoint took
-``learner_metric{lane,metric}``            gauge    the learner's running metric (e.g. Accuracy)
+``learner_metric{lane,metric,window}``     gauge    the learner's running metric (e.g. Accuracy): ``window``
+                                                    is ``all`` (cumulative) or N (the last N events)
 ``assigned_partitions``                    gauge    partitions this daemon owns
 ``broker_connected``                       gauge    1 while the broker answers, 0 during an outage
 =========================================  =======  ===============================================
@@ -32,6 +33,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from streamlearn.engine.processor import split_windowed_name
 
 __all__ = ["SnapshotCollector", "serve_metrics"]
 
@@ -59,12 +62,15 @@ class SnapshotCollector(Collector):
         yield GaugeMetricFamily("streamlearn_consumer_lag_total", "Consumer lag summed over owned partitions.", value=s.get("lag", 0))
         age = GaugeMetricFamily("streamlearn_checkpoint_age_seconds", "Seconds since the lane's last checkpoint.", labels=["lane"])
         duration = GaugeMetricFamily("streamlearn_checkpoint_duration_seconds", "Duration of the lane's last checkpoint.", labels=["lane"])
-        metric = GaugeMetricFamily("streamlearn_learner_metric", "The learner's running metric.", labels=["lane", "metric"])
+        metric = GaugeMetricFamily(
+            "streamlearn_learner_metric", "The learner's running metric, cumulative (window=all) or over the last N events.", labels=["lane", "metric", "window"]
+        )
         for lane, info in sorted(s.get("lanes", {}).items()):
             age.add_metric([lane], info["checkpoint_age_seconds"])
             duration.add_metric([lane], info["checkpoint_seconds"])
-            for name, value in info["metrics"].items():
-                metric.add_metric([lane, name], value)
+            for key, value in info["metrics"].items():
+                name, window = split_windowed_name(key)
+                metric.add_metric([lane, name, "all" if window is None else str(window)], value)
         yield age
         yield duration
         yield metric

@@ -31,7 +31,14 @@ log = structlog.get_logger("streamlearn.replay")
 
 
 class _ProgressBar:
-    """A tqdm bar over the source's own unit (bytes for JSONL, rows otherwise)."""
+    """A tqdm bar over the source's own unit (bytes for JSONL, rows otherwise) whose text
+    counts events: events read, events/s, dead letters and every metric.
+
+    The bar is kept short so the numbers fit a terminal line; tqdm trims a line only
+    beyond the terminal's width.
+    """
+
+    FORMAT = "{percentage:3.0f}%|{bar:12}| {elapsed}<{remaining}{postfix}"
 
     def __init__(self, source: Any, processor: Any, enabled: bool):
         self.source, self.processor, self.bar = source, processor, None
@@ -39,36 +46,27 @@ class _ProgressBar:
             from tqdm import tqdm
 
             done, total = source.progress()
-            unit_bytes = type(source).__name__ == "JsonlSource"
-            self.bar = tqdm(
-                total=total,
-                initial=done,
-                unit="B" if unit_bytes else " rows",
-                unit_scale=unit_bytes,
-                file=sys.stderr,
-                dynamic_ncols=True,
-                mininterval=0.5,
-            )
+            self.bar = tqdm(total=total, initial=done, bar_format=self.FORMAT, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
             self._last = 0.0
+            self._stats: RunStats | None = None
 
-    def __call__(self, stats: RunStats) -> None:
+    def __call__(self, stats: RunStats, force: bool = False) -> None:
         if self.bar is None:
             return
         now = time.monotonic()
-        if now - self._last < 0.5:
+        if now - self._last < 0.5 and not force:
             return
-        self._last = now
+        self._last, self._stats = now, stats
         done, _ = self.source.progress()
         self.bar.update(done - self.bar.n)
-        metrics = self.processor.metrics()
-        postfix = {"events": stats.records, "dead": stats.dead_letters}
-        postfix.update({k: f"{v:.4g}" for k, v in list(metrics.items())[:3]})
-        self.bar.set_postfix(postfix, refresh=False)
+        shown = [f"{stats.records:,} events", f"{stats.events_per_second:,.0f} events/s", f"{stats.dead_letters:,} dead letters"]
+        shown += [f"{k} {v:.4g}" for k, v in self.processor.metrics().items()]
+        self.bar.set_postfix_str(", ".join(shown), refresh=False)
 
     def close(self) -> None:
         if self.bar is not None:
-            done, _ = self.source.progress()
-            self.bar.update(done - self.bar.n)
+            if self._stats is not None:  # the final numbers, not those of half a second ago
+                self(self._stats, force=True)
             self.bar.close()
 
 

@@ -8,7 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_history", "write_report"]
+from streamlearn.engine.processor import split_windowed_name
+
+__all__ = ["plot_curves", "write_report"]
 
 
 def _json_safe(value: Any) -> Any:
@@ -23,37 +25,68 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def plot_history(history: list[dict[str, Any]], path: str | os.PathLike, title: str = "") -> list[str]:
-    """One panel per metric against events; returns the metric names plotted."""
+def _panels(series: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
+    """Metric keys grouped by panel: a metric's cumulative and windowed keys share one."""
+    panels: dict[str, list[str]] = {}
+    for history in series.values():
+        for key in history[0] if history else {}:
+            if key == "events" or not all(isinstance(h.get(key), int | float) for h in history):
+                continue
+            keys = panels.setdefault(split_windowed_name(key)[0], [])
+            if key not in keys:
+                keys.append(key)
+    return panels
+
+
+def plot_curves(series: dict[str, list[dict[str, Any]]], path: str | os.PathLike, title: str = "") -> list[str]:
+    """One panel per metric against events, one colour per run in ``series`` (name → history);
+    a windowed key (``"Accuracy@1000"``) is drawn solid beside its cumulative value (dashed).
+    Returns the panels' metric names (none plotted: no file written)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [k for k in (history[0] if history else {}) if k != "events"]
-    names = [n for n in names if all(isinstance(h.get(n), int | float) for h in history)]
-    if not names:
+    panels = _panels(series)
+    if not panels:
         return []
-    fig, axes = plt.subplots(len(names), 1, figsize=(8, 2.6 * len(names)), sharex=True, squeeze=False)
-    events = [h["events"] for h in history]
-    for ax, name in zip(axes[:, 0], names, strict=True):
-        ax.plot(events, [h[name] for h in history], lw=1.5)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), sharex=True, squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (name, keys) in zip(axes[:, 0], panels.items(), strict=True):
+        for i, (label, history) in enumerate(series.items()):
+            events = [h["events"] for h in history]
+            for key in keys:
+                if key not in (history[0] if history else {}):
+                    continue
+                window = split_windowed_name(key)[1]
+                what = "cumulative" if window is None else f"last {window:,} events"
+                ax.plot(
+                    events,
+                    [h[key] for h in history],
+                    color=colours[i % len(colours)],
+                    lw=1.5 if window is not None else 1.2,
+                    ls="--" if window is None and len(keys) > 1 else "-",
+                    label=what if len(series) == 1 else f"{label}, {what}",
+                )
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
+        if len(keys) > 1 or len(series) > 1:
+            ax.legend(fontsize="small")
     axes[-1, 0].set_xlabel("events")
     if title:
         axes[0, 0].set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return names
+    return list(panels)
 
 
 def write_report(report: dict[str, Any], directory: str | os.PathLike) -> Path:
     """Write ``report.json`` and ``metrics.png`` into ``directory``; returns the JSON path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    plotted = plot_history(report.get("history", []), directory / "metrics.png", title=report.get("learner", ""))
+    learner = report.get("learner", "")
+    plotted = plot_curves({learner: report.get("history", [])}, directory / "metrics.png", title=learner)
     if plotted:
         report = {**report, "plots": ["metrics.png"]}
     path = directory / "report.json"
