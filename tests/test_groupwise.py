@@ -444,7 +444,7 @@ def test_replay_of_the_config_reports_per_group_regret(tmp_path, medical_jsonl):
     assert list(rows) == [*config.learner.params["groups"], ALWAYS_ON]
     assert rows[ALWAYS_ON]["n"] == 1338 and rows["smoker"]["n"] == 274
     assert rows[ALWAYS_ON]["regret"] < 0  # the mixture beats the best single linear fit overall
-    assert set(report["final_metrics"]) == {"MAE", "RMSE", "max_group_regret"}
+    assert set(report["final_metrics"]) == {"MAE", "RMSE", "MAE@1000", "RMSE@1000", "max_group_regret"}
     written = json.loads((tmp_path / "report" / "report.json").read_text())
     assert written["details"]["group_regret"] == report["details"]["group_regret"]
     first = json.loads((tmp_path / "predictions.jsonl").read_text().splitlines()[0])
