@@ -19,6 +19,17 @@ Streams (river only, nothing downloaded):
 - ``phishing`` (1,250 events; logistic regression) and ``bananas`` (5,300
   events; Hoeffding tree) in their bundled order: seeds vary only the learner.
 
+Recovery after drift (Žliobaitė et al.'s point): ``agrawal3``, Agrawal with
+classification functions 0 → 6 → 8 → 3, 3,000 events each (three abrupt drifts,
+each after the Hoeffding tree has converged and is confident: 0.91–1.0 accuracy
+on these functions with every label), 10 seeds, budgets 0.05/0.1/0.2, the
+paper's five strategies with the cumulative gate and randvar/split also with
+the paper's windowed spending estimate (``budget_window=1000``). Reported per
+strategy: accuracy over time (windows of 100 events, mean over seeds), the
+accuracy in the 1,000 events before each drift and in the first 500 and 1,500
+after it (averaged over the three drifts), and the events until the
+100-event accuracy first gets back within 0.05 of the pre-drift level.
+
 Also: accuracy over time (windows of 200 events) around the drift point, and the
 wrapper's per-event overhead over the bare classifier doing the same work
 (predict every event, learn the same labels) at B = 0.1 and 1.0 on whole
@@ -57,6 +68,18 @@ CURVE_BUDGETS = (0.05, 0.1, 0.2)
 SIMPLE = ("random", "fixed", "variable", "randvar", "split", "selective")
 OVERHEAD_LIMIT = 0.15
 WINDOW = 200
+#: Recovery experiment: Agrawal functions in turn, events per concept, seeds, budgets, strategies.
+RECOVERY_FUNCTIONS = (0, 6, 8, 3)
+RECOVERY_SEGMENT = 3000
+RECOVERY_SEEDS = 10
+RECOVERY_WINDOW = 100
+PAPER_STRATEGIES = ("random", "fixed", "variable", "randvar", "split")
+#: (label, strategy, budget_window): the paper's strategies on the cumulative gate, then windowed variants.
+RECOVERY_METHODS = (
+    *((name, name, None) for name in PAPER_STRATEGIES),
+    ("randvar (window 1000)", "randvar", 1000),
+    ("split (window 1000)", "split", 1000),
+)
 
 
 def logistic():
@@ -233,6 +256,87 @@ def run_quality(streams, seeds, budgets):
     return results, curves, recovery, lengths
 
 
+def recovery_stream(seed: int, segment: int) -> list:
+    """Agrawal with its classification function switched abruptly every ``segment`` events."""
+    data = []
+    for i, function in enumerate(RECOVERY_FUNCTIONS):
+        data += itertools.islice(synth.Agrawal(classification_function=function, seed=seed * 100 + i), segment)
+    return data
+
+
+def recovery_time(correct: np.ndarray, drift: int, before: float) -> int | None:
+    """Events after ``drift`` until the accuracy over RECOVERY_WINDOW events is within 0.05 of ``before``."""
+    windows = np.convolve(correct[drift:].astype(float), np.ones(RECOVERY_WINDOW) / RECOVERY_WINDOW, mode="valid")
+    back = np.flatnonzero(windows >= before - 0.05)
+    return int(back[0]) + RECOVERY_WINDOW if len(back) else None
+
+
+def run_recovery(seeds, budgets, segment: int) -> dict:
+    """Accuracy over time and after each of three drifts, per strategy and budget (see the module docstring)."""
+    drifts = [segment * i for i in range(1, len(RECOVERY_FUNCTIONS))]
+    streams = {seed: recovery_stream(seed, segment) for seed in seeds}
+    out = {}
+    for budget in budgets:
+        per_budget = {}
+        for label, strategy, budget_window in RECOVERY_METHODS:
+            runs = [
+                prequential(ActiveLearner(hoeffding(), strategy=strategy, budget=budget, seed=seed, budget_window=budget_window), streams[seed])
+                for seed in seeds
+            ]
+            befores, first, later, times = [], [], [], []
+            for run in runs:
+                correct = run["correct"]
+                for drift in drifts:
+                    before = float(correct[drift - 1000 : drift].mean())
+                    befores.append(before)
+                    first.append(float(correct[drift : drift + 500].mean()))
+                    later.append(float(correct[drift : drift + 1500].mean()))
+                    times.append(recovery_time(correct[: drift + segment], drift, before))
+            n = len(runs[0]["correct"]) // RECOVERY_WINDOW * RECOVERY_WINDOW
+            curve = np.mean([r["correct"][:n].reshape(-1, RECOVERY_WINDOW).mean(axis=1) for r in runs], axis=0)
+            recovered = [t for t in times if t is not None]
+            per_budget[label] = {
+                "accuracy": summarise([r["accuracy"] for r in runs]),
+                "labels": summarise([r["labels"] for r in runs]),
+                "before_drift_1000": summarise(befores),
+                "after_drift_0_500": summarise(first),
+                "after_drift_0_1500": summarise(later),
+                "recovery_events": {
+                    "median": float(np.median(recovered)) if recovered else None,
+                    "recovered": len(recovered),
+                    "drifts": len(times),
+                },
+                "curve": curve.round(4).tolist(),
+            }
+        out[str(budget)] = per_budget
+        print(f"  recovery B={budget}: " + ", ".join(f"{k} {v['after_drift_0_500']['mean']:.3f}" for k, v in per_budget.items()), flush=True)
+    return {
+        "stream": f"Agrawal functions {' -> '.join(map(str, RECOVERY_FUNCTIONS))}, {segment} events each",
+        "classifier": "HoeffdingTree (nba leaves, grace 50)",
+        "drifts": drifts,
+        "seeds": list(seeds),
+        "curve_window": RECOVERY_WINDOW,
+        "by_budget": out,
+        "verdict": recovery_verdict(out),
+    }
+
+
+def recovery_verdict(by_budget: dict) -> dict:
+    """Per budget: do randvar and split recover faster (first 500 events after the drifts) than fixed and variable?"""
+    verdict = {}
+    for budget, rows in by_budget.items():
+        after = {label: row["after_drift_0_500"]["mean"] for label, row in rows.items()}
+        uncertainty = max(after["fixed"], after["variable"])
+        verdict[budget] = {
+            "randvar_minus_best_of_fixed_variable": after["randvar"] - uncertainty,
+            "split_minus_best_of_fixed_variable": after["split"] - uncertainty,
+            "randvar_minus_random": after["randvar"] - after["random"],
+            "split_minus_random": after["split"] - after["random"],
+            "best_after_drift": max(after, key=after.get),
+        }
+    return verdict
+
+
 def run_overhead(streams, seed, budgets, n_events, repeats):
     """CPU seconds per event: wrapper (predict + query + learn asked) vs bare classifier doing the same work.
 
@@ -366,7 +470,7 @@ def comparisons(results, recovery, budgets):
     return out
 
 
-def plot(results, curves, overhead, budgets, drift_positions, prefix):
+def plot(results, curves, overhead, budgets, drift_positions, prefix, recovery=None):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -416,6 +520,25 @@ def plot(results, curves, overhead, budgets, drift_positions, prefix):
         fig.savefig(f"{prefix}_drift.png", dpi=110)
         plt.close(fig)
 
+    if recovery:
+        shown = list(recovery["by_budget"])
+        fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 3.8), squeeze=False)
+        for ax, budget in zip(axes[0], shown):
+            for label, row in recovery["by_budget"][budget].items():
+                x = (np.arange(len(row["curve"])) + 0.5) * recovery["curve_window"]
+                style = ":" if "window" in label else ("--" if label == "random" else "-")
+                ax.plot(x, row["curve"], label=label, linestyle=style, linewidth=1.1)
+            for drift in recovery["drifts"]:
+                ax.axvline(drift, color="k", linewidth=0.8)
+            ax.set_title(f"Agrawal, 3 abrupt drifts, B = {budget}")
+            ax.set_xlabel("event")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel(f"accuracy (windows of {recovery['curve_window']}, mean of {len(recovery['seeds'])} seeds)")
+        axes[0][-1].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(f"{prefix}_recovery.png", dpi=110)
+        plt.close(fig)
+
     fig, ax = plt.subplots(figsize=(9, 3.8))
     keys = [k for k in next(iter(overhead.values())) if "@" in k]
     width = 0.8 / len(overhead)
@@ -447,6 +570,11 @@ def main(argv=None) -> dict:
     print(f"active learning benchmark: {len(streams)} streams, budgets {budgets}, seeds {seeds}", flush=True)
     results, curves, recovery, lengths = run_quality(streams, seeds, budgets)
     t_quality = time.perf_counter() - t0
+    if args.quick:
+        drift_recovery = run_recovery(seeds, (0.1,), 1500)
+    else:
+        drift_recovery = run_recovery(list(range(RECOVERY_SEEDS)), CURVE_BUDGETS, RECOVERY_SEGMENT)
+    t_recovery = time.perf_counter() - t0 - t_quality
     overhead = run_overhead(streams, seeds[0], (0.1, 1.0), overhead_events, repeats)
     report = {
         "benchmark": "active_learning",
@@ -463,19 +591,20 @@ def main(argv=None) -> dict:
             "classifiers": {name: s[1] for name, s in streams.items()},
             "entropy": "river.active.EntropySampler(discount_factor=3) behind the same budget gate",
         },
+        "drift_recovery": drift_recovery,
         "accuracy": results,
         "recovery_after_drift": recovery,
         "accuracy_over_time": curves,
         "comparisons": comparisons(results, recovery, budgets),
         "overhead": overhead,
         "overhead_check": overhead_check(overhead),
-        "seconds": {"quality": t_quality, "total": time.perf_counter() - t0},
+        "seconds": {"quality": t_quality, "drift_recovery": t_recovery, "total": time.perf_counter() - t0},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     drift_positions = {name: s[2] for name, s in streams.items() if s[2] is not None}
-    plot(results, curves, overhead, budgets, drift_positions, str(args.out.with_suffix("")))
+    plot(results, curves, overhead, budgets, drift_positions, str(args.out.with_suffix("")), drift_recovery)
     print_summary(report, budgets)
     return report
 
@@ -499,6 +628,12 @@ def print_summary(report, budgets) -> None:
             if b in rec:
                 cells = "  ".join(f"{m} {rec[b][m]['after_0_1000']['mean']:.3f}" for m in ("fixed", "variable", "randvar", "split", "random", "entropy"))
                 print(f"  {name} B={b}: {cells}")
+    print("\nthree abrupt drifts (Agrawal): accuracy before / first 500 / first 1,500 events after, median events to recover")
+    for budget, rows in report["drift_recovery"]["by_budget"].items():
+        for label, row in rows.items():
+            print(f"  B={budget} {label:<22} {row['before_drift_1000']['mean']:.3f} / {row['after_drift_0_500']['mean']:.3f} / "
+                  f"{row['after_drift_0_1500']['mean']:.3f}  recover {row['recovery_events']['median']} "
+                  f"({row['recovery_events']['recovered']}/{row['recovery_events']['drifts']})  labels {row['labels']['mean']:.0f}")
     print("\nwrapper overhead per event over the bare classifier (same predictions, same labels)")
     for name, per in report["overhead"].items():
         cells = "  ".join(f"{k} {100 * v['overhead']:+.0f}%" for k, v in per.items() if "@" in k)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import copy
 import itertools
 import json
@@ -137,6 +138,40 @@ def test_budget_holds_over_a_long_drifting_stream():
     assert learner.labels_asked >= 0.9 * 0.02 * 20_000  # and the budget is used
 
 
+def test_windowed_gate_follows_the_spending_estimate():
+    # Žliobaitė et al.: u_t = u_{t-1} (w - 1) / w + labelled_t; a query needs u / w < B.
+    budget, w = 0.2, 40
+    learner = always_asks(budget=budget, budget_window=w)
+    u = 0.0
+    for x, y in SEA[:600]:
+        expected = u / w < budget
+        assert learner.query_one(x) is expected
+        learner.learn_one(x, y)
+        u = u * (w - 1) / w + expected
+    assert learner.labels_asked / 600 == pytest.approx(budget, abs=0.02)
+
+
+def test_windowed_gate_forgets_hoarded_budget():
+    # 3,000 confident events, then uncertain ones: the cumulative gate spends its savings
+    # in a burst, the windowed one asks about B·w at once and then B per event.
+    def after_confident_stretch(budget_window):
+        learner = ActiveLearner(Scripted((("a", 0.99), ("b", 0.01))), strategy="fixed", budget=0.1, budget_window=budget_window)
+        learner.learn_one({}, "a")
+        for _ in range(3000):
+            assert not learner.query_one({})
+        learner.model.proba = (("a", 0.5), ("b", 0.5))
+        return sum(learner.query_one({}) for _ in range(500))
+
+    assert after_confident_stretch(None) >= 300  # the credit of 3,000 events, spent at once
+    assert 0.1 * 500 <= after_confident_stretch(100) <= 0.1 * 500 + 0.1 * 100 + 2
+
+
+def test_budget_window_must_be_a_positive_integer():
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="budget_window"):
+            ActiveLearner(lr(), budget_window=bad)
+
+
 def test_budget_gate_spends_exactly_the_credit_when_every_point_is_uncertain():
     learner = always_asks(budget=0.25)
     asked = 0
@@ -190,19 +225,28 @@ def test_variable_uncertainty_moves_its_threshold():
     assert learner.threshold == pytest.approx(0.891)
 
 
-def test_randomised_variable_uncertainty_divides_by_a_gaussian():
+def test_randomised_variable_uncertainty_multiplies_the_threshold_by_a_gaussian():
     learner = primed("randvar", step=0.05, noise_std=0.5)
-    # η are the learner's generator's N(1, 0.5) draws, in order (drawn in blocks, a block
-    # boundary falls inside this run); three classes take the general path for u.
+    # Žliobaitė et al.'s rule: ask if u < θ·η. η are the learner's generator's N(1, 0.5)
+    # draws, in order (drawn in blocks, a block boundary falls inside this run); three
+    # classes take the general path for u.
     n = active.RNG_BLOCK + 300
     etas, theta = np.random.default_rng(3).normal(1.0, 0.5, n).tolist(), 1.0
+    assert sum(eta < 0 for eta in etas) > 10  # the draws that u / η < θ would always ask on
     probas = [{"a": p, "b": 1 - p} for p in np.linspace(0.5, 1.0, n - 50).tolist()]
     probas += [{"a": p, "b": (1 - p) / 2, "c": (1 - p) / 2} for p in np.linspace(0.34, 1.0, 50).tolist()]
     for proba, eta in zip(probas, etas, strict=True):
-        expected = max(proba.values()) / eta < theta
+        expected = max(proba.values()) < theta * eta
         theta *= 0.95 if expected else 1.05
         assert learner.query_one({}, proba=proba) is expected
         assert learner.threshold == pytest.approx(theta)
+
+
+def test_randomised_threshold_never_asks_on_a_negative_draw():
+    learner = primed("randvar", noise_std=1.0)
+    learner._block, learner._draws = [-0.5, 0.0, 1.5], iter([-0.5, 0.0, 1.5])
+    uncertain = {"a": 0.5, "b": 0.5}
+    assert [learner.query_one({}, proba=uncertain) for _ in range(3)] == [False, False, True]
 
 
 def test_randomisation_reaches_confident_points():
@@ -234,18 +278,44 @@ def test_selective_sampling_probability_shrinks_with_the_margin():
     assert certain / 500 == pytest.approx(0.2 / 1.2, abs=0.05)
 
 
-def test_query_by_committee_asks_on_disagreement():
-    learner = primed("qbc", committee_size=3)
-    agree = [Scripted((("a", 0.9), ("b", 0.1)))] * 3
-    learner._committee = agree
-    assert not learner.query_one({}, proba={"a": 0.9, "b": 0.1})
-    learner._committee = [Scripted((("a", 0.9), ("b", 0.1))), Scripted((("b", 0.8), ("a", 0.2))), agree[0]]
-    assert learner.query_one({}, proba={"a": 0.9, "b": 0.1})  # vote entropy H(2/3, 1/3) = 0.92 bits
-    learner._committee = [Scripted((("a", 0.5), ("b", 0.5))), agree[0], agree[0]]
-    assert learner.query_one({}, proba={"a": 0.9, "b": 0.1})  # a tied member splits its vote: 0.65 bits
-    strict = primed("qbc", committee_size=3, disagreement=0.7)
-    strict._committee = learner._committee
-    assert not strict.query_one({}, proba={"a": 0.9, "b": 0.1})
+def test_query_by_committee_asks_on_disagreement_above_its_running_mean():
+    learner = primed("qbc", committee_size=3, step=0.1)
+    agree = Scripted((("a", 0.9), ("b", 0.1)))
+    near = Scripted((("a", 0.8), ("b", 0.2)))
+    far = Scripted((("b", 0.8), ("a", 0.2)))
+    proba = {"a": 0.9, "b": 0.1}
+    learner._committee = [agree, agree, near]  # same votes, different posteriors
+    assert learner.query_one({}, proba=proba)  # first measure: equal to its mean, at θ = 1
+    assert learner.threshold == pytest.approx(1.1)
+    assert not learner.query_one({}, proba=proba)  # the same disagreement is now below 1.1 × mean
+    assert learner.threshold == pytest.approx(0.99)
+    learner._committee = [agree, agree, far]
+    assert learner.query_one({}, proba=proba)  # a dissenting member: far above the mean
+    members = [dict(m.proba) for m in learner._committee]
+    mean = {c: sum(m[c] for m in members) / 3 for c in "ab"}
+    entropy = lambda p: -sum(v * np.log(v) for v in p.values())  # noqa: E731
+    expected = (entropy(mean) - sum(entropy(m) for m in members) / 3) / np.log(2)
+    assert active._consensus_divergence(members) / np.log(2) == pytest.approx(expected)
+    learner._committee = [agree, agree, agree]
+    learner._mean_disagreement = 0.0
+    assert learner.query_one({}, proba=proba)  # identical members and no history: nothing to rank, ask
+
+
+@pytest.mark.parametrize("stream", ["phishing", "bananas"])
+@pytest.mark.parametrize("budget", [0.05, 0.2])
+def test_query_by_committee_spends_its_budget(stream, budget):
+    # The committee used to agree for ever after a few labels (Bananas: 5 labels at B = 1,
+    # Phishing seed 1: 1 label); a query strategy must keep asking while budget is left.
+    if stream == "phishing":
+        data, classifier = PHISHING, lr()
+    else:
+        data, classifier = list(itertools.islice(datasets.Bananas(), 2000)), tree.HoeffdingTreeClassifier(grace_period=50)
+    for seed in (0, 1):
+        learner = ActiveLearner(classifier.clone(), strategy="qbc", budget=budget, seed=seed)
+        for x, y in data:
+            if learner.query_one(x, proba=learner.predict_proba_one(x)):
+                learner.learn_one(x, y)
+        assert learner.labels_asked >= 0.5 * budget * len(data)
 
 
 def test_committee_is_trained_by_online_bagging():
@@ -290,6 +360,52 @@ def test_split_without_random_labels_is_variable_uncertainty():
     assert split.threshold == variable.threshold
 
 
+class Counting(base.Classifier):
+    """A logistic regression that counts, across clones, the predictions and updates asked of it."""
+
+    calls: collections.Counter = collections.Counter()
+
+    def __init__(self):
+        self.model = linear_model.LogisticRegression()
+
+    def learn_one(self, x, y, **kwargs):
+        Counting.calls["learn"] += 1
+        self.model.learn_one(x, y)
+
+    def predict_proba_one(self, x, **kwargs):
+        Counting.calls["predict"] += 1
+        return self.model.predict_proba_one(x)
+
+
+@pytest.mark.parametrize("strategy", ["random", "fixed", "variable", "randvar", "split", "selective"])
+def test_simple_strategies_cost_no_prediction_or_update_of_their_own(strategy):
+    # The structure behind the overhead benchmark: beside the caller's one prediction per
+    # event and one update per answered query, the wrapper asks nothing of its classifier
+    # (split used to predict each random label a second time for its drift detector).
+    Counting.calls.clear()
+    params = {"split": {"random_fraction": 0.5}, "fixed": {"threshold": 1.01}}.get(strategy, {})
+    learner = ActiveLearner(Counting(), strategy=strategy, budget=0.3, seed=2, **params)
+    stream = itertools.islice(synth.ConceptDriftStream(seed=5, position=1000, width=10), 2000)
+    for x, y in stream:
+        if learner.query_one(x, proba=learner.predict_proba_one(x)):
+            learner.learn_one(x, y)
+    assert learner.labels_asked > 100
+    assert Counting.calls == {"predict": 2000, "learn": learner.labels_asked}
+
+
+def test_committee_costs_one_prediction_per_member_per_gated_event():
+    Counting.calls.clear()
+    learner = ActiveLearner(Counting(), strategy="qbc", budget=0.3, seed=2, committee_size=4)
+    learned = 0
+    for x, y in SEA[:1000]:
+        if learner.query_one(x, proba=learner.predict_proba_one(x)):
+            learner.learn_one(x, y)
+            learned += 1
+    # Members learn Poisson(1) copies each: 4 per label on average, so about 5 updates in all.
+    assert 4 * learned < Counting.calls["learn"] < 6 * learned
+    assert Counting.calls["predict"] > 1000 + 4 * learned  # the committee votes on every gated event
+
+
 # --------------------------------------------------------------------------- state
 
 
@@ -304,10 +420,11 @@ def _run(learner, stream):
     return trace
 
 
+@pytest.mark.parametrize("budget_window", [None, 50])
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
-def test_state_round_trip_continues_bit_for_bit(strategy):
+def test_state_round_trip_continues_bit_for_bit(strategy, budget_window):
     def make():
-        return ActiveLearner(lr(), strategy=strategy, budget=0.3, seed=11)
+        return ActiveLearner(lr(), strategy=strategy, budget=0.3, seed=11, budget_window=budget_window)
 
     stream = list(itertools.islice(synth.ConceptDriftStream(seed=2, position=300, width=5), 800))
     learner = make()

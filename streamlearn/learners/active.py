@@ -7,13 +7,28 @@ are learned (:meth:`ActiveLearner.learn_one`). Asking and learning are separate
 calls because in a real stream the label arrives later, from an annotator.
 
 Budget
-    ``budget`` B is the fraction of events whose label may be asked for. The
-    gate is strict: a query is allowed only if ``asked + 1 <= B * seen``, so
-    ``asked / seen <= B`` holds after every call, from the first event on (the
-    first label can be asked at event ``ceil(1 / B)``). Unused budget carries
-    over, as in MOA's ``ActiveClassifier`` (which compares the running
-    ``asked / seen`` with B). A strategy's state (threshold) only moves when the
-    gate is open, as in Žliobaitė et al.
+    ``budget`` B is the fraction of events whose label may be asked for. Two gates:
+
+    cumulative (``budget_window=None``, the default)
+        a query is allowed only if ``asked + 1 <= B * seen``, so ``asked / seen <= B``
+        holds after every call, from the first event on (the first label can be
+        asked at event ``ceil(1 / B)``). Unused budget carries over, as in MOA's
+        ``ActiveClassifier`` (which compares the running ``asked / seen`` with B):
+        budget hoarded while the classifier is confident can be spent in a burst
+        after a drift.
+    windowed (``budget_window=w``, Žliobaitė et al.'s estimate)
+        ``u_t = u_{t-1} (w - 1) / w + labelled_t`` and a query is allowed only while
+        ``u / w < B``: the spending over roughly the last w events, so savings older
+        than that are forgotten and a burst after a drift is at most about ``B * w``
+        labels. ``asked / seen`` can exceed B early on (u starts at 0: up to
+        ``B * w`` labels may be asked at once) and stays within about ``B + 1/w``.
+
+    The cumulative gate is the default because it is a hard cap — after every
+    event no more than ``B * seen`` labels have been asked, which is what a
+    labelling bill or an annotator's quota is checked against; choose the
+    windowed one to follow the paper or to keep spending even over time.
+    A strategy's state (threshold) only moves when the gate is open, as in
+    Žliobaitė et al.
 
 Strategies (``u`` is the largest posterior probability of the classifier):
 
@@ -25,24 +40,44 @@ Strategies (``u`` is the largest posterior probability of the classifier):
     ask if ``u < θ``; after asking ``θ ← θ(1 − step)``, otherwise
     ``θ ← θ(1 + step)``; ``θ₀ = 1``, ``step=0.01``.
 ``randvar``
-    as ``variable`` but compares ``u / η`` with θ, ``η ~ N(1, noise_std)``
-    (``noise_std=1``): the randomisation also queries confident points, so the
-    classifier sees changes far from its decision boundary.
+    as ``variable`` but asks if ``u < θ · η``, ``η ~ N(1, noise_std)``
+    (``noise_std`` is the paper's δ, default 1; Žliobaitė et al.'s Algorithm 4):
+    the randomisation also queries confident points, so the classifier sees
+    changes far from its decision boundary. A draw η ≤ 0 never asks (an earlier
+    version compared ``u / η`` with θ, which asked on every negative η).
 ``split``
     with probability ``random_fraction`` (ν = 0.2) ask at random; those labels
-    are an unbiased sample, so the classifier's error on them is fed to a river
-    ``ADWIN`` (``adwin_delta=0.002``) and on a detected change the classifier is
-    replaced by a fresh clone; otherwise ``variable``.
+    are an unbiased sample, so the error of the prediction made for them is fed
+    to a river ``ADWIN`` (``adwin_delta=0.002``) and on a detected change the
+    classifier is replaced by a fresh clone; otherwise ``variable``. The
+    prediction is the one made at query time (kept with the open query), so
+    split predicts nothing more than the other strategies.
+
+    Drift handling differs from the paper. In Žliobaitė et al. every strategy
+    runs inside a framework with a change detector (DDM in their experiments;
+    on a warning a new classifier starts learning beside the old one, on a
+    detected change it replaces it), and split's point is that its detector is
+    fed only the randomly chosen labels, which the uncertainty strategies' biased
+    sample cannot supply. Here only ``split`` has a detector (ADWIN), and a
+    change replaces the classifier by an untrained clone (no warning phase), so
+    the other strategies adapt only as fast as the wrapped classifier does.
 ``selective``
     Cesa-Bianchi, Gentile & Zaniboni's selective sampling with the probability
     margin ``m = p₁ − p₂`` (the two largest posteriors): ask with probability
     ``b / (b + m)``; ``b`` defaults to B, as in MOA.
 ``qbc``
     query by committee: ``committee_size`` (3) clones of the classifier trained
-    by online bagging (each label learned Poisson(1) times per member); ask when
-    the normalised vote entropy of their predictions exceeds ``disagreement``
-    (0.5). A member whose posterior is tied splits its vote between the tied
-    classes, so an untrained committee disagrees.
+    by online bagging (each label learned Poisson(1) times per member). Their
+    disagreement is the mean KL divergence of the members' posteriors from the
+    average posterior (McCallum & Nigam), over ``log min(members, classes)``.
+    Ask when it is at least θ times its running mean (over the last
+    ``DISAGREEMENT_HORIZON`` gated events, so the rule ignores the measure's
+    scale); θ starts at 1 and moves like variable uncertainty's threshold,
+    mirrored: ``θ ← θ(1 + step)`` after asking, ``θ ← θ(1 − step)`` otherwise
+    (``step=0.01``). An earlier version asked
+    when the entropy of the members' *votes* exceeded a fixed 0.5: members
+    trained on the same few labels soon name the same class everywhere, so
+    the committee stopped asking for good (5 labels on Bananas at B = 1).
 ``dbal``
     DBALStream: a window of the last ``window`` (100) points, standardised with
     running means and deviations; ask only if ``x`` would become the nearest
@@ -55,7 +90,7 @@ certain of it): every strategy then asks as soon as the budget allows.
 
 Checkpoints: :meth:`ActiveLearner.state_dict` stores the wrapped classifier (and
 committee) with the pickle-free codec :mod:`streamlearn.learners.river_state`,
-plus the budget counters, the threshold, the RNG, the DBAL window and the drift
+plus the budget counters (and the windowed spending u), the threshold, the RNG, the DBAL window and the drift
 detector. Random numbers come from a NumPy ``Generator`` (PCG64, seeded with
 ``seed``), drawn ``RNG_BLOCK`` at a time (one NumPy call instead of a
 Python-level ``random.gauss`` per event, which was the largest cost of
@@ -72,6 +107,8 @@ References
 Cacciarelli & Kulahci, "Active learning for data streams: a survey", arXiv 2302.08893.
 Žliobaitė, Bifet, Pfahringer & Holmes, "Active learning with drifting streaming
 data", IEEE TNNLS 25(1), 2014 (random, fixed, variable, randvar, split).
+McCallum & Nigam, "Employing EM and pool-based active learning for text
+classification", ICML 1998 (the committee's KL-to-the-mean disagreement).
 Cesa-Bianchi, Gentile & Zaniboni, "Worst-case analysis of selective sampling for
 linear classification", JMLR 7, 2006.
 Ienco, Bifet, Žliobaitė & Pfahringer, "Clustering based active learning for
@@ -110,7 +147,7 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "randvar": {"step": 0.01, "noise_std": 1.0},
     "split": {"step": 0.01, "random_fraction": 0.2, "adwin_delta": 0.002},
     "selective": {"b": None},
-    "qbc": {"committee_size": 3, "disagreement": 0.5},
+    "qbc": {"committee_size": 3, "step": 0.01},
     "dbal": {"step": 0.01, "noise_std": 1.0, "window": 100},
 }
 
@@ -120,6 +157,8 @@ ADWIN_HISTORY = 20_000
 MAX_OPEN_RANDOM_QUERIES = 10_000
 #: Random numbers drawn from the generator in one call.
 RNG_BLOCK = 1024
+#: ``qbc``: gated events over which the committee's typical disagreement is averaged.
+DISAGREEMENT_HORIZON = 100
 
 
 def build_classifier(spec: Any) -> base.Classifier:
@@ -178,6 +217,26 @@ def _top_share(proba: Mapping[Any, float]) -> float:
         return (b if b > a else a) / ((a + b) or 1.0)
     values = proba.values()
     return max(values) / (sum(values) or 1.0)
+
+
+def _entropy(probabilities: Any) -> float:
+    return -sum(p * math.log(p) for p in probabilities if p > 0)
+
+
+def _consensus_divergence(posteriors: list[Mapping[Any, float]]) -> float:
+    """Mean KL divergence of the members' posteriors from their average: H(mean) − mean of H.
+
+    McCallum & Nigam's disagreement of a committee. Unlike the entropy of the
+    votes it is positive whenever the posteriors differ, even if every member
+    names the same class.
+    """
+    n = len(posteriors)
+    normalised = [{c: v / (sum(p.values()) or 1.0) for c, v in p.items()} for p in posteriors]
+    consensus: dict[Any, float] = collections.defaultdict(float)
+    for p in normalised:
+        for c, v in p.items():
+            consensus[c] += v / n
+    return _entropy(consensus.values()) - sum(_entropy(p.values()) for p in normalised) / n
 
 
 def _poisson1(uniform: Callable[[], float]) -> int:
@@ -336,6 +395,9 @@ class ActiveLearner(base.Wrapper, base.Classifier):
         Largest fraction of events whose label may be asked for, in (0, 1].
     seed
         Seed of the learner's random number generator.
+    budget_window
+        None (default): the cumulative gate ``asked / seen <= B``; an integer w:
+        Žliobaitė et al.'s windowed spending estimate (see the module docstring).
     strategy_params
         The strategy's parameters (listed in the module docstring); unknown names are refused.
 
@@ -374,6 +436,7 @@ class ActiveLearner(base.Wrapper, base.Classifier):
         strategy: str = "randvar",
         budget: float = 0.1,
         seed: int = 0,
+        budget_window: int | None = None,
         **strategy_params: Any,
     ):
         if strategy not in STRATEGIES:
@@ -384,6 +447,8 @@ class ActiveLearner(base.Wrapper, base.Classifier):
             raise TypeError(f"seed must be an integer, got {seed!r}")
         if seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed}")
+        if budget_window is not None and (isinstance(budget_window, bool) or not isinstance(budget_window, int) or budget_window < 1):
+            raise ValueError(f"budget_window must be None (cumulative gate) or an integer >= 1, got {budget_window!r}")
         defaults = STRATEGIES[strategy]
         unknown = sorted(set(strategy_params) - set(defaults))
         if unknown:
@@ -395,6 +460,7 @@ class ActiveLearner(base.Wrapper, base.Classifier):
         self.strategy = strategy
         self.budget = budget
         self.seed = seed
+        self.budget_window = budget_window
         self.strategy_params = strategy_params
         self._params = params = {**defaults, **strategy_params}
         self._check_params()
@@ -415,7 +481,14 @@ class ActiveLearner(base.Wrapper, base.Classifier):
         self._seen = 0.0
         self._asked = 0.0
         self._learned = 0
+        #: Windowed gate (``budget_window``): u decays by (w − 1)/w per event; asking needs u / w < B.
+        self._window_decay = None if budget_window is None else (budget_window - 1) / budget_window
+        self._window_credit = None if budget_window is None else self._budget * budget_window
+        self._spending = 0.0
         self._threshold = 1.0
+        #: ``qbc``: disagreements measured and their running mean.
+        self._disagreements = 0
+        self._mean_disagreement = 0.0
         self._decide = self._rule(strategy)
         self._committee: list[base.Classifier] = []
         self._detector: _ReplayableADWIN | None = None
@@ -445,7 +518,7 @@ class ActiveLearner(base.Wrapper, base.Classifier):
                     number("b", 1e-12, math.inf)
             elif name in ("committee_size", "window"):
                 number(name, 2, 100_000, integer=True)
-            elif name in ("step", "random_fraction", "disagreement"):
+            elif name in ("step", "random_fraction"):
                 number(name, 0.0, 1.0)
             elif name == "adwin_delta":
                 number(name, 1e-12, 1.0)
@@ -476,7 +549,7 @@ class ActiveLearner(base.Wrapper, base.Classifier):
 
     @property
     def labels_asked(self) -> int:
-        """Queries answered yes so far (never more than ``budget * events_seen``)."""
+        """Queries answered yes so far (with the cumulative gate never more than ``budget * events_seen``)."""
         return int(self._asked)
 
     @property
@@ -508,8 +581,14 @@ class ActiveLearner(base.Wrapper, base.Classifier):
         """
         seen = self._seen = self._seen + 1.0
         dense = self._window.observe(x) if self._window is not None else True
-        if self._asked + 1.0 > self._budget * seen:
-            return False
+        if self._window_decay is None:
+            if self._asked + 1.0 > self._budget * seen:
+                return False
+        else:
+            spending = self._spending
+            self._spending = spending * self._window_decay
+            if spending >= self._window_credit:
+                return False
         if proba is None:
             proba = self._model.predict_proba_one(x)
         if self._learned and len(proba) > 1:
@@ -525,6 +604,8 @@ class ActiveLearner(base.Wrapper, base.Classifier):
             elif not self._decide(x, proba, dense):
                 return False
         self._asked += 1.0
+        if self._window_decay is not None:
+            self._spending += 1.0
         return True
 
     def learn_one(self, x: dict, y: Any, **kwargs: Any) -> None:
@@ -542,12 +623,10 @@ class ActiveLearner(base.Wrapper, base.Classifier):
         self._learned += 1
 
     def _check_drift(self, x: dict, y: Any) -> None:
-        """``split``: if ``x`` was queried at random, feed the classifier's error on it to ADWIN."""
+        """``split``: if ``x`` was queried at random, feed the error of the prediction made then to ADWIN."""
         key = _example_key(x)
         if key in self._open_random:
-            del self._open_random[key]
-            error = self._model.predict_one(x) != y
-            if self._detector.update(error):
+            if self._detector.update(self._open_random.pop(key) != y):
                 # Change detected on an unbiased sample: start again from a fresh classifier.
                 self._model = _fresh(self.classifier)
                 self._learned = 0
@@ -589,11 +668,12 @@ class ActiveLearner(base.Wrapper, base.Classifier):
         return False
 
     def _ask_randvar(self, x: dict, proba: Mapping[Any, float], dense: bool) -> bool:
-        # Compares u / η with θ, η ~ N(1, noise_std) (MOA's form; η = 0 never asks).
+        # Žliobaitė et al.'s Algorithm 4: ask if u < θ·η, η ~ N(1, noise_std). A negative η
+        # gives a negative threshold, which no posterior is below: it never asks.
         eta = next(self._draws, None)
         if eta is None:
             eta = self._refill()
-        if eta and _top_share(proba) / eta < self._threshold:
+        if _top_share(proba) < self._threshold * eta:
             self._threshold *= 1.0 - self._step
             return True
         self._threshold *= 1.0 + self._step
@@ -604,8 +684,10 @@ class ActiveLearner(base.Wrapper, base.Classifier):
         if draw is None:
             draw = self._refill()
         if draw < self._random_fraction:
+            # The prediction is kept: the detector is fed its error when the label comes,
+            # with no second prediction (and that of the classifier that faced x).
             open_random = self._open_random
-            open_random[_example_key(x)] = None
+            open_random[_example_key(x)] = max(proba, key=proba.get)
             if len(open_random) > MAX_OPEN_RANDOM_QUERIES:
                 del open_random[next(iter(open_random))]
             return True
@@ -625,23 +707,29 @@ class ActiveLearner(base.Wrapper, base.Classifier):
         return draw < b / (b + margin)
 
     def _ask_qbc(self, x: dict, proba: Mapping[Any, float], dense: bool) -> bool:
-        votes: dict[Any, float] = collections.defaultdict(float)
+        posteriors = []
         classes: set = set(proba)
         for member in self._committee:
             p = member.predict_proba_one(x)
             if not p:
                 return True  # a member with no posterior yet: nothing to compare
             classes.update(p)
-            top = max(p.values())
-            tied = [c for c, v in p.items() if v == top]
-            for c in tied:
-                votes[c] += 1.0 / len(tied)
+            posteriors.append(p)
         k = min(len(self._committee), len(classes))
         if k < 2:
             return True  # one class known: the committee cannot disagree yet
-        n = len(self._committee)
-        entropy = -sum(v / n * math.log(v / n) for v in votes.values() if v > 0)
-        return entropy / math.log(k) > self._params["disagreement"]
+        # Disagreement relative to its running mean, so the rule does not depend on its scale
+        # (members trained on the same labels can differ by 1e-6 or by 0.5); the variable
+        # threshold is variable uncertainty's, mirrored (ask above it): it falls while the
+        # committee agrees, so the budget goes to the points where the members differ most.
+        disagreement = _consensus_divergence(posteriors) / math.log(k)
+        self._disagreements += 1
+        self._mean_disagreement += (disagreement - self._mean_disagreement) / min(self._disagreements, DISAGREEMENT_HORIZON)
+        if disagreement >= self._threshold * self._mean_disagreement:
+            self._threshold *= 1.0 + self._step
+            return True
+        self._threshold *= 1.0 - self._step
+        return False
 
     def _ask_dbal(self, x: dict, proba: Mapping[Any, float], dense: bool) -> bool:
         return dense and self._ask_randvar(x, proba, dense)
@@ -663,6 +751,9 @@ class ActiveLearner(base.Wrapper, base.Classifier):
                 "asked": int(self._asked),
                 "learned": self._learned,
                 "threshold": self._threshold,
+                "spending": self._spending,
+                "disagreements": self._disagreements,
+                "mean_disagreement": self._mean_disagreement,
             }
         )
         state["rng/generator"] = rng_state(self._rng)
@@ -670,7 +761,7 @@ class ActiveLearner(base.Wrapper, base.Classifier):
         state["rng/unused"] = np.asarray(self._block[used:], dtype=float)
         if self._detector is not None:
             state.update({f"adwin/{k}": v for k, v in self._detector.state_dict().items()})
-            state["open_random"] = json_state([_sorted_items(key) for key in self._open_random])
+            state["open_random"] = json_state([[_sorted_items(key), predicted] for key, predicted in self._open_random.items()])
         if self._window is not None:
             state.update({f"window/{k}": v for k, v in self._window.state_dict().items()})
         return state
@@ -694,14 +785,18 @@ class ActiveLearner(base.Wrapper, base.Classifier):
         self._asked = float(int(state["asked"]))
         self._learned = int(state["learned"])
         self._threshold = float(state["threshold"])
+        self._spending = float(state["spending"])
+        self._disagreements = int(state["disagreements"])
+        self._mean_disagreement = float(state["mean_disagreement"])
         load_rng_state(self._rng, state["rng/generator"])
         self._block = np.asarray(state["rng/unused"], dtype=float).tolist()
         self._draws = iter(self._block)
         if self._detector is not None:
             self._detector.load_state_dict(subset(state, "adwin/"))
-            self._open_random = dict.fromkeys(
-                frozenset((_hashable(name), value) for name, value in key) for key in load_json_state(state["open_random"])
-            )
+            self._open_random = {
+                frozenset((_hashable(name), value) for name, value in key): predicted
+                for key, predicted in load_json_state(state["open_random"])
+            }
         if self._window is not None:
             self._window.load_state_dict(subset(state, "window/"))
 
