@@ -462,6 +462,12 @@ def test_oracle_greedy_leaves_worthless_arms_to_rest():
     assert [greedy.select(t) for t in range(4)] == [[0, 1], [], [], [0, 1]]
 
 
+def test_plain_greedy_pulls_k_arms_even_when_they_are_worth_nothing():
+    r = step_curves([1.0, 0.5], [3, 3], 3)
+    greedy = OracleGreedy(r, 2, rest_worthless=False)
+    assert [greedy.select(t) for t in range(4)] == [[0, 1]] * 4  # each pull resets the deadline: nothing is ever earned
+
+
 def test_env_rewards_are_unbiased():
     r = np.array([[0.0, 0.3, 0.8]])
     env = RecoveringEnv(r, seed=0)
@@ -622,3 +628,44 @@ def test_replay_resumed_from_a_checkpoint_matches_an_uninterrupted_one(tmp_path)
         return {json.dumps(r["source"], sort_keys=True): r for r in map(json.loads, lines)}
 
     assert answers("parts") == answers("whole")
+
+
+# --------------------------------------------------------------------------- the paper's randomised periodic policy
+
+
+def test_randomised_rounding_is_the_lp_in_expectation():
+    # Period d with probability d·x[i, d]: each arm's expected rate is the LP's, and so is
+    # the expected number of arms due per period (Σ x ≤ k), before any collision.
+    r = random_instance("smooth", 12, 6, seed=4)
+    k = 3
+    bound, x = bandits._solve_fluid_lp(r, k)
+    rates, loads = [], []
+    for seed in range(150):
+        plan = PeriodicPolicy.randomized(r, k, seed=seed)
+        on = plan.periods > 0
+        p = plan.periods[on]
+        rates.append(float(np.sum(r[np.flatnonzero(on), np.minimum(p, 6) - 1] / p)))
+        loads.append(float(np.sum(1.0 / p)))
+        assert np.all((plan.offsets >= 0) & (plan.offsets < np.maximum(plan.periods, 1)))
+    assert np.mean(rates) == pytest.approx(bound, rel=0.02)
+    assert np.mean(loads) == pytest.approx(x.sum(), rel=0.02) and x.sum() <= k + 1e-9
+
+
+def test_randomised_offsets_are_uniform_and_independent_of_the_period():
+    r = np.tile([0.0, 0.0, 0.0, 1.0], (3, 1))  # the LP puts every arm on period 4
+    offsets = np.array([PeriodicPolicy.randomized(r, k=1, seed=seed).offsets for seed in range(600)])
+    assert set(np.unique(offsets)) == {0, 1, 2, 3}
+    assert np.bincount(offsets[:, 0], minlength=4) / 600 == pytest.approx([0.25] * 4, abs=0.06)
+    assert abs(np.corrcoef(offsets[:, 0], offsets[:, 1])[0, 1]) < 0.15
+
+
+def test_paper_policy_gap_to_the_bound_shrinks_with_k():
+    # The paper's 1 − O(1/√K): with N = 5K arms, collisions cost less the larger K.
+    def ratio(k):
+        r = random_instance("smooth", 5 * k, 8, seed=k)
+        values = [PeriodicPolicy.randomized(r, k, seed=s).average_reward(r) for s in range(4)]
+        return np.mean(values) / fluid_upper_bound(r, k)
+
+    small, large = ratio(1), ratio(16)
+    assert large > small + 0.1
+    assert 1 - large < 2 * (1 - small) / math.sqrt(16) + 0.02
