@@ -114,7 +114,8 @@ model's assumptions:
   period add up, while the error of a plan's estimated reward grows like √K.
   With the joint bound the slopes are 0.31–0.41 (smooth) and 0.15–0.24 (step)
   and the regret at T = 20,000 is lower for every K on both curve types
-  (benchmarks/recovering_bandits.py).
+  (N = 20; benchmarks/recovering_bandits.py as of commit 0f965c3, whose
+  regret-split and per-pair comparison the current benchmark no longer runs).
 
 Examples
 --------
