@@ -211,6 +211,58 @@ def test_prediction_is_the_clipped_mixture_of_the_awake_experts():
     assert states_equal(state, model.state_dict())  # predict_one is pure
 
 
+def test_learn_one_after_predict_one_reuses_it_with_the_same_result():
+    events = _stream(400, seed=5)
+    plain, reusing = GroupwiseRegressor(groups=GROUPS), GroupwiseRegressor(groups=GROUPS)
+    for t, (x, y) in enumerate(events):
+        plain.learn_one(x, y)
+        if t % 7 == 3:  # predicted for another event: nothing to reuse
+            reusing.predict_one(events[t - 1][0])
+        elif t % 7 == 5:  # the same event, changed in place after the prediction
+            x = dict(x)
+            x["f1"] += 0.5
+            reusing.predict_one(x)
+            x["f1"] = events[t][0]["f1"]
+        elif t % 7 == 6:
+            reusing.predict_one(x, groups=["a"])  # the same x, other groups
+        else:
+            reusing.predict_one(x)
+        reusing.learn_one(x, y)
+        assert states_equal(plain.state_dict(), reusing.state_dict()), t
+    x, y = events[0]
+    reusing.predict_one(x)
+    reusing.learn_one(x | {"new": 1.0}, y)  # a new feature: the prediction's encoding is too short
+    plain.learn_one(x | {"new": 1.0}, y)
+    assert states_equal(plain.state_dict(), reusing.state_dict())
+
+
+def test_paper_mode_leaves_experts_unclipped_and_reports_the_expected_loss_of_sampling():
+    rng = np.random.default_rng(8)
+    model = GroupwiseRegressor(groups=GROUPS, clip_experts=False)
+    clipped = GroupwiseRegressor(groups=GROUPS)
+    for x, y in _stream(300, seed=6):
+        model.learn_one(x, y)
+        clipped.learn_one(x, y)
+    # features far outside the training range: some experts predict outside [0, 1]
+    x = {"f0": 4.0, "f1": -3.0, "f2": 5.0, "f3": 2.0, "a": True, "b": True, "c": False}
+    experts = model.expert_predictions(x)
+    raw = np.array(list(experts.values()))
+    assert raw.min() < 0.0 or raw.max() > 1.0
+    assert all(0.0 <= p <= 1.0 for p in clipped.expert_predictions(x).values())
+    assert 0.0 <= model.predict_one(x) <= 1.0  # the mixture is still clipped
+    y = float(rng.uniform())
+    p = model.hedge.probabilities(np.array([0, 1, 3]))
+    R_before = model.hedge.R
+    model.extend_features(x)
+    y_pred, expected = model.learn_encoded_with_loss(*model.encode(x), y)
+    assert expected == pytest.approx(p @ (raw - y) ** 2)
+    assert y_pred == pytest.approx(min(max(p @ raw, 0.0), 1.0))
+    # the hedge was charged the unclipped losses
+    assert model.hedge.R[[0, 1, 3]] - R_before[[0, 1, 3]] == pytest.approx(expected - (raw - y) ** 2)
+    with pytest.raises(TypeError, match="clip_experts"):
+        GroupwiseRegressor(groups=GROUPS, clip_experts=1)
+
+
 def test_learner_rejects_bad_input_without_changing_state():
     model = GroupwiseRegressor(groups=GROUPS)
     with pytest.raises(ValueError, match="unknown groups"):
@@ -262,7 +314,7 @@ def test_river_regressor_conventions():
     checks.check_estimator(OnlineRidge())
     checks.check_estimator(GroupwiseRegressor(groups=["a", "b"], clip=(-1e6, 1e6)))  # river's checks use raw labels
     model = GroupwiseRegressor(groups=GROUPS, l2=2.0, clip=[0.0, 2.0])
-    assert model._get_params() == {"groups": GROUPS, "l2": 2.0, "clip": [0.0, 2.0]}
+    assert model._get_params() == {"groups": GROUPS, "l2": 2.0, "clip": [0.0, 2.0], "clip_experts": True}
     clone = model.clone()
     assert isinstance(clone, GroupwiseRegressor) and clone.label_range == (0.0, 2.0)
     assert model.predict_one({"f0": 1.0}) == 0.0  # nothing learned yet: every expert predicts 0
@@ -294,6 +346,9 @@ def test_group_regret_matches_least_squares_on_stored_rows():
         assert batch[name] == pytest.approx(expected, rel=1e-7)
     table = metric.table()
     assert [r["n"] for r in table] == member.sum(axis=0).tolist()
+    charged = GroupRegret(["g0", "g1", ALWAYS_ON])
+    charged.update_many_losses(X, y, (y_pred - y) ** 2 + 1.0, member)  # one more per round
+    np.testing.assert_allclose(charged.regret(), metric.regret() + member.sum(axis=0), rtol=1e-9)
     restored = GroupRegret(["g0", "g1", ALWAYS_ON])
     restored.load_state_dict(metric.state_dict())
     assert restored.table() == table
@@ -304,7 +359,7 @@ def test_groupwise_has_lower_regret_than_one_ridge_on_every_group():
     for data in (bench.synthetic(4000, "min"), bench.medical()):
         order = np.random.default_rng(0).permutation(len(data.y))
         names = [*data.groups, ALWAYS_ON]
-        ours = group_regret(data.X[order], data.y[order], bench.run_groupwise(data, order), data.member[order], names)
+        ours = group_regret(data.X[order], data.y[order], bench.run_groupwise(data, order)[0], data.member[order], names)
         base = group_regret(data.X[order], data.y[order], bench.run_baseline(data, order), data.member[order], names)
         worse = [g for g in names if ours[g] >= base[g]]
         assert not worse, f"{data.name}: regret not lower on {worse}: {ours} vs {base}"

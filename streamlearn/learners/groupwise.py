@@ -231,9 +231,13 @@ class _RidgeStack:
         # for the few dozen models a learner has
         return (self.params[:, -1, :] @ v)[index]
 
-    def learn(self, index: Any, v: np.ndarray, y: float) -> np.ndarray:
-        """Update the selected models with (v, y); returns their θᵢᵀv from before the update."""
-        before = self.predict(index, v)  # exactly as predicted before learning
+    def learn(self, index: Any, v: np.ndarray, y: float, before: np.ndarray | None = None) -> np.ndarray:
+        """Update the selected models with (v, y); returns their θᵢᵀv from before the update.
+
+        ``before`` is ``predict(index, v)`` if the caller already has it (same state).
+        """
+        if before is None:
+            before = self.predict(index, v)  # exactly as predicted before learning
         block = self.params[index]
         z = block @ v  # (k, d+1): Pᵢv, then θᵢᵀv
         z[:, -1] = before - y
@@ -497,14 +501,24 @@ class GroupwiseRegressor(base.Regressor):
     clip
         ``(lo, hi)``, the label range: predictions are clipped to it, labels must
         lie in it, and losses are scaled by 1/(hi − lo)² into [0, 1].
+    clip_experts
+        Clip each expert's prediction to the label range before it is mixed and
+        charged its loss (the default: the analysis needs losses in [0, 1]).
+        ``False`` is the paper's experiments: experts unclipped, so an expert's
+        loss can exceed 1; the mixture is still clipped.
 
     See the module docstring for the algorithm and the reference.
     """
 
-    def __init__(self, groups: Sequence[str], l2: float = 1.0, clip: Sequence[float] = (0.0, 1.0)):
+    def __init__(
+        self, groups: Sequence[str], l2: float = 1.0, clip: Sequence[float] = (0.0, 1.0), clip_experts: bool = True
+    ):
         self.groups = groups
         self.l2 = l2
         self.clip = clip
+        if not isinstance(clip_experts, bool):
+            raise TypeError(f"clip_experts must be True or False, got {clip_experts!r}")
+        self.clip_experts = clip_experts
         self._membership = _Membership(groups)
         self._lo, self._hi = _check_clip(clip)
         self._loss_scale = 1.0 / (self._hi - self._lo)
@@ -512,6 +526,8 @@ class GroupwiseRegressor(base.Regressor):
         self._schema = _FeatureSchema()
         self._ridge = _RidgeStack(n_experts, _check_l2(l2))
         self._hedge = AdaNormalHedge(n_experts)
+        # What predict_one computed, for learn_one on the same event to reuse (never part of the state).
+        self._predicted: _Prediction | None = None
 
     @classmethod
     def _unit_test_params(cls):
@@ -541,24 +557,47 @@ class GroupwiseRegressor(base.Regressor):
     # ------------------------------------------------------------------ river API
 
     def learn_one(self, x: Mapping[str, Any], y: float, groups: Iterable[str] | None = None) -> None:
+        """Learn from one event (test-then-train: the prediction is the one ``predict_one`` gives now).
+
+        After ``predict_one(x, groups)`` with an equal ``x`` and ``groups`` and no
+        learning in between, the encoding, the experts' predictions and the
+        distribution computed there are reused: the result is the same, faster.
+        """
         y = _check_label(y, self._lo, self._hi)
-        active = self._membership.active(x, groups)  # checks groups before anything changes
-        self.extend_features(x)
-        self.learn_encoded(self._schema.vector(x), active, y)
+        predicted, self._predicted = self._predicted, None
+        if predicted is not None and predicted.is_for(x, groups):
+            active = predicted.active
+        else:
+            predicted = None
+            active = self._membership.active(x, groups)  # checks groups before anything changes
+        added = self._schema.extend(x)
+        if added:
+            self._ridge.grow(added)
+            predicted = None
+        if predicted is None:
+            self._learn(self._schema.vector(x), active, y)
+        else:
+            self._learn(predicted.v, active, y, predicted)
 
     def predict_one(self, x: Mapping[str, Any], groups: Iterable[str] | None = None) -> float:
-        return self.predict_encoded(*self.encode(x, groups))
+        v, active = self.encode(x, groups)
+        p = self._hedge.distribution(active.tolist())
+        raw = self._ridge.predict(active, v)
+        preds, y_pred = self._mix(p, raw.tolist())
+        self._predicted = _Prediction(x, groups, v, active, p, raw, preds, y_pred)
+        return y_pred
 
     def extend_features(self, x: Mapping[str, Any]) -> None:
         """Add ``x``'s features not seen yet (sorted, after the known ones), with weight 0 in every expert."""
         added = self._schema.extend(x)
         if added:
             self._ridge.grow(added)
+            self._predicted = None
 
     def expert_predictions(self, x: Mapping[str, Any], groups: Iterable[str] | None = None) -> dict[str, float]:
-        """The awake experts' clipped predictions, by group name."""
+        """The awake experts' predictions (clipped unless ``clip_experts`` is off), by group name."""
         v, active = self.encode(x, groups)
-        preds = self._clip(self._ridge.predict(active, v).tolist())
+        preds = self._expert_values(self._ridge.predict(active, v).tolist())
         return {self._membership.names[i]: p for i, p in zip(active.tolist(), preds, strict=True)}
 
     # ------------------------------------------------------------------ encoded fast path
@@ -577,9 +616,12 @@ class GroupwiseRegressor(base.Regressor):
         lo, hi = self._lo, self._hi
         return [lo if r < lo else hi if r > hi else r for r in raw]
 
+    def _expert_values(self, raw: list[float]) -> list[float]:
+        return self._clip(raw) if self.clip_experts else raw
+
     def _mix(self, p: list[float], raw: list[float]) -> tuple[list[float], float]:
-        """The awake experts' clipped predictions and their mixture under ``p`` (clipped too)."""
-        preds = self._clip(raw)
+        """The awake experts' predictions and their mixture under ``p`` (clipped to the label range)."""
+        preds = self._expert_values(raw)
         mixture = math.fsum(pi * yi for pi, yi in zip(p, preds))
         return preds, self._clip([mixture])[0]
 
@@ -594,14 +636,34 @@ class GroupwiseRegressor(base.Regressor):
         Returns the prediction for the event made before learning it, which is
         ``predict_encoded(v, active)`` computed on the way (test-then-train in one call).
         """
+        return self.learn_encoded_with_loss(v, active, y)[0]
+
+    def learn_encoded_with_loss(self, v: np.ndarray, active: np.ndarray, y: float) -> tuple[float, float]:
+        """:meth:`learn_encoded`, also returning the expected squared loss of sampling an expert.
+
+        That loss, ``Σ_i p_i (ŷ_i − y)²`` over the awake experts (in label units), is
+        what the paper's tables report for its algorithm, which plays an expert
+        drawn from ``p``; the mixture's own loss is never larger (Jensen).
+        """
         if len(v) != len(self._schema.names):
             raise ValueError(f"v has {len(v)} values, the model has {len(self._schema.names)} features")
+        self._predicted = None
+        return self._learn(v, active, y)
+
+    def _learn(
+        self, v: np.ndarray, active: np.ndarray, y: float, predicted: _Prediction | None = None
+    ) -> tuple[float, float]:
+        """One round; ``predicted``: what ``predict_one`` computed for this event in this state, if anything."""
         awake = active.tolist()
-        p = self._hedge.distribution(awake)
-        preds, y_pred = self._mix(p, self._ridge.learn(active, v, y).tolist())
+        if predicted is None:
+            p = self._hedge.distribution(awake)
+            preds, y_pred = self._mix(p, self._ridge.learn(active, v, y).tolist())
+        else:
+            p, preds, y_pred = predicted.p, predicted.preds, predicted.y_pred
+            self._ridge.learn(active, v, y, predicted.raw)
         scale = self._loss_scale
-        self._hedge.update(awake, [((yi - y) * scale) ** 2 for yi in preds], p)
-        return y_pred
+        expected = self._hedge.update(awake, [((yi - y) * scale) ** 2 for yi in preds], p)
+        return y_pred, expected / scale**2
 
     # ------------------------------------------------------------------ state
 
@@ -621,6 +683,34 @@ class GroupwiseRegressor(base.Regressor):
         self._ridge.load_state_dict(subset(state, "ridge/"), len(features))
         self._hedge.load_state_dict(subset(state, "hedge/"))
         self._schema.set(features)
+        self._predicted = None
+
+
+class _Prediction:
+    """What ``predict_one`` computed for an event (a copy of it), for ``learn_one`` on the same event."""
+
+    __slots__ = ("active", "groups", "p", "preds", "raw", "v", "x", "y_pred")
+
+    def __init__(
+        self,
+        x: Mapping[str, Any],
+        groups: Iterable[str] | None,
+        v: np.ndarray,
+        active: np.ndarray,
+        p: list[float],
+        raw: np.ndarray,
+        preds: list[float],
+        y_pred: float,
+    ):
+        # copies, so an event changed in place after predict_one is not mistaken for the one predicted
+        self.x = dict(x)
+        self.groups = None if groups is None else list(groups)
+        self.v, self.active, self.p, self.raw, self.preds, self.y_pred = v, active, p, raw, preds, y_pred
+
+    def is_for(self, x: Mapping[str, Any], groups: Iterable[str] | None) -> bool:
+        if (groups is None) != (self.groups is None) or (groups is not None and list(groups) != self.groups):
+            return False
+        return x == self.x
 
 
 # --------------------------------------------------------------------------- regret
@@ -689,10 +779,21 @@ class GroupRegret:
 
     def update_many(self, X: np.ndarray, y: np.ndarray, y_pred: np.ndarray, membership: np.ndarray) -> None:
         """Many rounds at once; ``membership`` is a boolean (n, n_groups) matrix."""
-        X, y, y_pred = np.asarray(X, dtype=float), np.asarray(y, dtype=float), np.asarray(y_pred, dtype=float)
+        y, y_pred = np.asarray(y, dtype=float), np.asarray(y_pred, dtype=float)
+        if y_pred.shape != y.shape:
+            raise ValueError("y and y_pred must describe the same rounds")
+        self.update_many_losses(X, y, (y_pred - y) ** 2, membership)
+
+    def update_many_losses(self, X: np.ndarray, y: np.ndarray, losses: np.ndarray, membership: np.ndarray) -> None:
+        """:meth:`update_many` charging each round ``losses`` instead of ``(y_pred − y)²``.
+
+        For a randomised learner this is its expected loss, e.g. Σ p_i (ŷ_i − y)²
+        for an expert drawn from p (what the paper's tables report).
+        """
+        X, y, losses = np.asarray(X, dtype=float), np.asarray(y, dtype=float), np.asarray(losses, dtype=float)
         membership = np.asarray(membership, dtype=bool)
-        if membership.shape != (len(X), len(self.groups)) or y.shape != (len(X),) or y_pred.shape != y.shape:
-            raise ValueError("X, y, y_pred and membership must describe the same rounds and groups")
+        if membership.shape != (len(X), len(self.groups)) or y.shape != (len(X),) or losses.shape != y.shape:
+            raise ValueError("X, y, losses and membership must describe the same rounds and groups")
         if X.ndim != 2:
             raise ValueError(f"X must be a 2-d array of rounds × features, got shape {X.shape}")
         if X.shape[1] != self.moments.shape[1] - 1:
@@ -700,7 +801,7 @@ class GroupRegret:
         Z = np.column_stack([X, y])
         mask = membership.astype(float)
         self.moments += np.einsum("ng,ni,nj->gij", mask, Z, Z, optimize=True)
-        self.totals += mask.T @ np.column_stack([np.ones(len(y)), (y_pred - y) ** 2])
+        self.totals += mask.T @ np.column_stack([np.ones(len(y)), losses])
 
     def best_in_hindsight(self) -> np.ndarray:
         """Residual sum of squares of each group's least-squares fit in hindsight."""
