@@ -146,12 +146,18 @@ def test_cli_replay_writes_report_and_plot(tmp_path, phishing_jsonl):
 
 
 def test_numeric_feature_validation_edges():
-    from streamlearn.engine.processor import BadEvent, numeric_features
+    from streamlearn.engine.processor import BadEvent, InputLimits, numeric_features
 
     assert numeric_features({"x": {"a": 1, "b": 2.5, "c": True}}) == {"a": 1, "b": 2.5, "c": True}
-    assert numeric_features({"x": {"a": 1e308, "b": 1e308}}) == {"a": 1e308, "b": 1e308}  # the sum overflows; values are fine
-    with pytest.raises(BadEvent, match=r"x\['a'\] is too large for a float"):
-        numeric_features({"x": {"a": 10**400}})
+    wide = InputLimits(max_feature_abs=1.5e308)
+    assert numeric_features({"x": {"a": 1e308, "b": 1e308}}, limits=wide) == {"a": 1e308, "b": 1e308}  # the sum overflows; values are fine
+    with pytest.raises(BadEvent, match=r"x\['a'\] is 1e\+308, beyond engine.max_feature_abs = 1e\+15"):
+        numeric_features({"x": {"a": 1e308, "b": 1e308}})
+    with pytest.raises(BadEvent, match=r"x\['a'\] is an integer of 401 digits"):
+        numeric_features({"x": {"a": 10**400}}, limits=wide)
+    # Their sum is finite, each is not: every value is bounded, not just the sum.
+    with pytest.raises(BadEvent, match=r"x\['a'\] is an integer of 401 digits"):
+        numeric_features({"x": {"a": 10**400, "b": -(10**400)}})
     with pytest.raises(BadEvent, match=r"x\['b'\] is not finite \(-inf\)"):
         numeric_features({"x": {"a": 1.0, "b": float("-inf")}})
     with pytest.raises(BadEvent, match=r"x\['n'\] must be a number, got NoneType"):
@@ -164,7 +170,7 @@ def test_number_list_validation_edges():
     assert number_list({"v": [1, 2.5]}, "v", 2) == [1, 2.5]
     with pytest.raises(BadEvent, match=r"v must have 3 values, got 2"):
         number_list({"v": [1, 2]}, "v", 3)
-    with pytest.raises(BadEvent, match=r"v\[1\] is too large for a float"):
+    with pytest.raises(BadEvent, match=r"v\[1\] is an integer of 401 digits, beyond engine.max_feature_abs"):
         number_list({"v": [1, 10**400]}, "v")
     with pytest.raises(BadEvent, match=r"v\[0\] must be a number, got bool"):
         number_list({"v": [True]}, "v")
@@ -174,7 +180,7 @@ def test_finite_number_validation_edges():
     from streamlearn.engine.processor import BadEvent, finite_number
 
     assert finite_number(3, "r") == 3.0
-    with pytest.raises(BadEvent, match="r is too large for a float"):
+    with pytest.raises(BadEvent, match="r is an integer of 401 digits, beyond engine.max_feature_abs"):
         finite_number(10**400, "r")
     with pytest.raises(BadEvent, match=r"r is not finite \(nan\)"):
         finite_number(float("nan"), "r")

@@ -3,6 +3,9 @@
 :class:`Checkpointer` owns the order of a checkpoint. It is what makes the
 learner state reflect every event exactly once however the process dies:
 
+0. **check the state** — the engine's guard (``Engine.guard``) takes out of the
+   state any event that left NaN or infinity in it (a dead letter each), so a
+   diverged learner is never stored;
 1. **flush the sinks** — outputs and dead letters of every event in the state
    are durable before the state that includes those events is (outputs are
    at-least-once: a crash before step 2 re-emits them on restart);
@@ -24,7 +27,7 @@ the stored positions.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -116,6 +119,8 @@ class Checkpointer:
         self.last_time = time.monotonic()
         self.last_duration = 0.0
         self._since = 0
+        #: Returns the state to store, checked healthy (the engine's ``guard``); None: stored as is.
+        self.guard: Callable[[], dict[str, Any]] | None = None
 
     @classmethod
     def from_config(cls, config: Any, learner: Any, processor: Any, source: Source, sinks: Sequence[Sink | None] = ()) -> Checkpointer:
@@ -193,13 +198,15 @@ class Checkpointer:
 
     def checkpoint(self) -> CheckpointInfo:
         t0 = time.perf_counter()
+        # 0. Never a NaN state: the guard takes out the events that made one (they become dead letters).
+        state = self.guard() if self.guard is not None else state_of(self.learner, self.processor)
         # 1. Outputs of the events in this state are durable first.
         for sink in self.sinks:
             sink.flush()
         # 2. State and the positions after the last processed event, atomically.
         positions = self.source.positions()
         info = self.store.save(
-            state_of(self.learner, self.processor),
+            state,
             events=self.events,
             positions=positions,
             learner=self.spec,

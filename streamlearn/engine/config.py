@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from streamlearn.engine import registry
-from streamlearn.engine.processor import EvalOptions, MetricSet
+from streamlearn.engine.processor import DEFAULT_LIMITS, EvalOptions, InputLimits, MetricSet
 
 __all__ = [
     "CheckpointConfig",
@@ -81,6 +81,12 @@ class EngineConfig:
     batch_size: int = 256
     #: Events larger than this many bytes are dead letters.
     max_event_bytes: int = 1_048_576
+    #: Features, numeric labels and rewards beyond this absolute value are dead letters (see docs/security.md).
+    max_feature_abs: float = DEFAULT_LIMITS.max_feature_abs
+    #: Events with more features (or list values) than this are dead letters.
+    max_features: int = DEFAULT_LIMITS.max_features
+    #: Distinct feature names a learner may come to know; events bringing more are dead letters (0: no cap).
+    max_learner_features: int = DEFAULT_LIMITS.max_learner_features
     #: Seconds between progress log lines in long runs.
     log_every_seconds: float = 10.0
 
@@ -153,6 +159,7 @@ class Config:
         return {
             "batch_size": self.engine.batch_size,
             "max_event_bytes": self.engine.max_event_bytes,
+            "limits": InputLimits(self.engine.max_feature_abs, self.engine.max_features, self.engine.max_learner_features),
             "history_every": self.eval.history_every,
             "log_every_seconds": self.engine.log_every_seconds,
         }
@@ -302,6 +309,12 @@ def parse_config(data: dict[str, Any], source: str | None = None, env: typing.Ma
 def _check_values(config: Config) -> None:
     if config.engine.batch_size < 1:
         raise ConfigError("engine.batch_size must be at least 1")
+    if not config.engine.max_feature_abs > 0 or config.engine.max_feature_abs == float("inf"):
+        raise ConfigError(f"engine.max_feature_abs must be a finite number above 0, got {config.engine.max_feature_abs}")
+    if config.engine.max_features < 1:
+        raise ConfigError("engine.max_features must be at least 1")
+    if config.engine.max_learner_features < 0:
+        raise ConfigError("engine.max_learner_features must be 0 (no cap) or more")
     if config.eval.label_delay < 0:
         raise ConfigError("eval.label_delay must be 0 or more")
     if config.eval.history_every < 1:

@@ -6,9 +6,16 @@ One loop serves the replay tool and the daemon. Per micro-batch it
 2. parses each record's JSON and lets the processor check it; a record that
    fails goes to the dead-letter sink with the reason, its position and the raw
    bytes (never a crash, never a silent drop),
-3. hands the good events to the processor, which predicts and learns,
+3. hands the good events to the processor, which predicts and learns; if that
+   raises, the batch is redone event by event from the last good state
+   (:mod:`streamlearn.engine.safepoint`) and the event that raises is a dead letter,
 4. writes the outputs, records metric history, and lets the checkpointer decide
-   whether a checkpoint is due (it owns the flush → checkpoint → commit order).
+   whether a checkpoint is due (it owns the flush → checkpoint → commit order);
+   before each checkpoint, and every ``safe_point_every`` events, the state is
+   checked for NaN and infinity, and the event that brought them is taken out.
+
+Whatever one event does (any exception while it is parsed, checked or learned),
+the loop goes on: the reason written is the exception's type and message.
 
 Metric history points fall exactly on multiples of ``history_every`` records:
 the loop never reads across such a boundary.
@@ -29,7 +36,8 @@ import orjson
 import structlog
 
 from streamlearn.connectors.base import Record, Sink, Source
-from streamlearn.engine.processor import BadEvent, Item, Processor
+from streamlearn.engine.processor import DEFAULT_LIMITS, BadEvent, InputLimits, Item, Output, Processor
+from streamlearn.engine.safepoint import SafePoint
 
 __all__ = ["Engine", "RunStats", "dead_letter"]
 
@@ -54,6 +62,8 @@ class RunStats:
     batches: int = 0
     started: float = dataclasses.field(default_factory=time.perf_counter)
     busy_seconds: float = 0.0
+    #: Events taken out of the state after they made it NaN or infinite.
+    diverged: int = 0
     reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
@@ -73,6 +83,12 @@ def _raw_fields(raw: Any) -> dict[str, Any]:
         except UnicodeDecodeError:
             return {"raw_base64": base64.b64encode(raw).decode("ascii")}
     return {"raw": raw}
+
+
+def _reason(exc: BaseException) -> str:
+    """A dead letter's reason for an exception: its type and message."""
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def dead_letter(reason: str, position: dict[str, Any], raw: Any) -> dict[str, Any]:
@@ -97,6 +113,10 @@ class Engine:
         Most records per micro-batch.
     max_event_bytes
         Larger raw events are dead letters.
+    limits
+        Bounds on feature values and counts (given to the processor).
+    safe_point_every
+        Events between two copies of the last good state (see ``engine.safepoint``).
     history_every
         Record the metric values every this many records.
     checkpointer
@@ -114,6 +134,8 @@ class Engine:
         dead_letters: Sink | None = None,
         batch_size: int = 256,
         max_event_bytes: int = 1_048_576,
+        limits: InputLimits = DEFAULT_LIMITS,
+        safe_point_every: int = 1000,
         history_every: int = 100,
         checkpointer: Any = None,
         on_batch: Callable[[RunStats], None] | None = None,
@@ -131,6 +153,10 @@ class Engine:
         self.log_every_seconds = log_every_seconds
         self.stats = RunStats()
         processor.emit = outputs is not None
+        processor.limits = limits
+        self.safe_point = SafePoint(processor, every=safe_point_every, replay_batch=batch_size)
+        if checkpointer is not None:
+            checkpointer.guard = self.guard
 
     # ------------------------------------------------------------------ decoding
 
@@ -167,6 +193,9 @@ class Engine:
                     except ValueError as exc:
                         self._dead(f"invalid JSON: {exc}", record.position, raw, letters)
                         continue
+                    except RecursionError:  # orjson refuses deep nesting; so does this parser, late
+                        self._dead("invalid JSON: nested too deeply", record.position, raw, letters)
+                        continue
             else:
                 event = raw
             if not isinstance(event, dict):
@@ -176,7 +205,71 @@ class Engine:
                 items.append(Item(record.position, decode(event), raw))
             except BadEvent as exc:
                 self._dead(str(exc), record.position, raw, letters)
+            except Exception as exc:  # a decoder bug must not stop the stream either
+                self._dead(_reason(exc), record.position, raw, letters)
         return items
+
+    # ------------------------------------------------------------------ learning, one event at a time if need be
+
+    def _process(self, items: list[Item], letters: list) -> list[Output]:
+        """The fast path: the whole batch at once; a failure redoes it event by event."""
+        if not self.safe_point.ready:  # the first batch, after any checkpoint was restored
+            self.safe_point.take()
+        try:
+            outputs = self.processor.process(items)
+        except Exception:
+            return self._process_one_by_one(items, letters)
+        self.safe_point.record(items)
+        return outputs
+
+    def _process_one_by_one(self, items: list[Item], letters: list) -> list[Output]:
+        safe_point, process = self.safe_point, self.processor.process
+        # What the failed call did is undone: the events before it are in the state once.
+        safe_point.rollback()
+        outputs: list[Output] = []
+        for item in items:
+            try:
+                out = process([item])
+            except Exception as exc:
+                safe_point.rollback()
+                if not safe_point.healthy():
+                    # A diverged state made this event fail; the event that caused it goes.
+                    self._take_out_culprits(letters)
+                    try:
+                        out = process([item])
+                    except Exception as again:
+                        safe_point.rollback()
+                        self._dead(_reason(again), item.position, item.raw, letters)
+                        continue
+                else:
+                    self._dead(_reason(exc), item.position, item.raw, letters)
+                    continue
+            safe_point.record([item])
+            outputs.extend(out)
+        # Whatever failed is out; a fresh safe point keeps the next rollback short.
+        safe_point.take()
+        return outputs
+
+    def _take_out_culprits(self, letters: list) -> None:
+        """Remove from the state every event after which it held new NaN or infinite values."""
+        safe_point = self.safe_point
+        while (index := safe_point.culprit()) is not None:
+            item = safe_point.journal.pop(index)
+            self.stats.diverged += 1
+            log.error(
+                "the learner diverged (NaN or infinite state); going back to the last good state "
+                "without the event that caused it",
+                source=item.position,
+            )
+            self._dead("learner state became NaN or infinite after learning this event", item.position, item.raw, letters)
+            safe_point.rollback()
+
+    def guard(self) -> dict[str, Any]:
+        """A healthy state to checkpoint (the checkpointer calls this first); it becomes the safe point."""
+        letters: list[dict[str, Any]] = []
+        self._take_out_culprits(letters)
+        self._emit([], letters)
+        return self.safe_point.take()
 
     # ------------------------------------------------------------------ loop
 
@@ -204,10 +297,15 @@ class Engine:
         t0 = time.perf_counter()
         letters: list[dict[str, Any]] = []
         items = self._decode(records, letters)
-        outputs = self.processor.process(items) if items else []
+        failed = stats.dead_letters
+        outputs = self._process(items, letters) if items else []
+        failed = stats.dead_letters - failed
+        if self.safe_point.due:
+            self._take_out_culprits(letters)
+            self.safe_point.take()
         self._emit(outputs, letters)
         stats.records += len(records)
-        stats.processed += len(items)
+        stats.processed += len(items) - failed
         stats.batches += 1
         if stats.records % self.history_every == 0:
             stats.history.append({"events": stats.records, **self.processor.metrics()})

@@ -24,19 +24,27 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import structlog
+
 from streamlearn.learners import river_state
 from streamlearn.learners.base import State
 
+log = structlog.get_logger("streamlearn.engine")
+
 __all__ = [
+    "DEFAULT_LIMITS",
     "BadEvent",
     "EvalOptions",
+    "InputLimits",
     "Item",
     "MetricSet",
+    "NonFiniteOutput",
     "Output",
     "Processor",
     "finite_number",
@@ -50,6 +58,14 @@ __all__ = [
 
 class BadEvent(ValueError):
     """An event that does not fit the learner's schema. The message is the reason."""
+
+
+class NonFiniteOutput(ArithmeticError):
+    """A prediction is NaN or infinite: the learner (or this event) has diverged.
+
+    Raised from ``process``; the engine goes back to the last good state and
+    takes out the event responsible (``engine.safepoint``).
+    """
 
 
 @dataclasses.dataclass(slots=True)
@@ -186,6 +202,12 @@ class Processor(ABC):
         self.emit = emit
         self.metric_set = MetricSet(self.eval.metrics or self.default_metrics, self.eval.window)
         self._rejected: list[tuple[Item, str]] = []
+        #: Bounds on events (the engine sets them from ``[engine]``).
+        self.limits = DEFAULT_LIMITS
+        #: Feature names of every event decoded so far, for ``max_learner_features`` (None:
+        #: not tracked). A bound, not learner state: a rollback keeps it.
+        self.vocabulary: set[str] | None = None
+        self._cap_logged = False
 
     @abstractmethod
     def decode(self, event: Any) -> Any:
@@ -203,6 +225,32 @@ class Processor(ABC):
         """
         self._rejected.append((item, reason))
 
+    def admit_features(self, x: Mapping[str, Any]) -> None:
+        """BadEvent if ``x`` would take the learner beyond ``max_learner_features`` distinct names.
+
+        river learners grow a weight (or a statistic) per feature name they see, so a
+        stream of fresh names would grow the state, and every checkpoint, without end.
+        """
+        cap = self.limits.max_learner_features
+        if not cap:
+            return
+        known = self.vocabulary
+        if known is None:
+            known = self.vocabulary = set()
+        if x.keys() <= known:
+            return
+        new = x.keys() - known
+        if len(known) + len(new) > cap:
+            if not self._cap_logged:  # once: every such event is a dead letter with its reason
+                self._cap_logged = True
+                log.warning(
+                    "learner feature cap reached: events bringing new feature names are dead letters",
+                    known=len(known),
+                    max_learner_features=cap,
+                )
+            raise BadEvent(f"x brings {len(new)} new feature names; the learner already knows {len(known)} of engine.max_learner_features = {cap}")
+        known.update(new)
+
     def take_rejected(self) -> list[tuple[Item, str]]:
         rejected, self._rejected = self._rejected, []
         return rejected
@@ -219,58 +267,99 @@ class Processor(ABC):
         return {}
 
     def state_dict(self) -> State:
-        return self.metric_set.state_dict()
+        state = self.metric_set.state_dict()
+        if self.vocabulary is not None:
+            state["vocabulary"] = json.dumps(sorted(self.vocabulary))
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.metric_set.load_state_dict(state)
+        vocabulary = state.get("vocabulary")
+        self.vocabulary = set(json.loads(vocabulary)) if isinstance(vocabulary, str) else None
 
 
 # --------------------------------------------------------------------------- validation helpers
 
 
-def finite_number(value: Any, field: str) -> float:
-    """``value`` as a float, or BadEvent naming ``field`` if it is not a finite number."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadEvent(f"{field} must be a number, got {type(value).__name__}")
+@dataclasses.dataclass(frozen=True)
+class InputLimits:
+    """Bounds on what one event may bring (the ``[engine]`` table; see docs/security.md).
+
+    ``max_feature_abs``: 1e15 keeps every integer exact in a float64 (2**53 is about
+    9e15), admits epoch timestamps in milliseconds and byte counts, and leaves
+    squares and sums of squares (scalers, variances, dot products over millions of
+    events) hundreds of orders of magnitude below the float overflow at 1.8e308.
+    """
+
+    #: Largest absolute value of a feature, a numeric label or a reward.
+    max_feature_abs: float = 1e15
+    #: Most features in one event.
+    max_features: int = 10_000
+    #: Most distinct feature names a learner may come to know (0: no cap).
+    max_learner_features: int = 100_000
+
+
+DEFAULT_LIMITS = InputLimits()
+
+
+def _too_large(value: Any) -> str:
+    """How to name a number beyond the bound without converting it (a 400-digit int has no float)."""
+    if isinstance(value, int):
+        return f"an integer of {int(value.bit_length() * 0.30103) + 1} digits"
+    return f"{value:.3g}"
+
+
+def finite_number(value: Any, field: str, limits: InputLimits = DEFAULT_LIMITS) -> float:
+    """``value`` as a float, or BadEvent naming ``field`` if it is not a finite number within the bound."""
+    if isinstance(value, bool):
+        raise BadEvent(f"{field} must be a number, got bool")
+    _check_number(value, field, limits)
+    return float(value)
+
+
+def _check_number(value: Any, name: str, limits: InputLimits) -> None:
+    """BadEvent naming ``name`` unless ``value`` is a bool or a finite number within the bound."""
+    if isinstance(value, bool):
+        return
+    if not isinstance(value, int | float):
+        raise BadEvent(f"{name} must be a number, got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadEvent(f"{name} is not finite ({value})")
+    if abs(value) > limits.max_feature_abs:
+        raise BadEvent(f"{name} is {_too_large(value)}, beyond engine.max_feature_abs = {limits.max_feature_abs:g}")
+
+
+def _bounded(values: Any, limits: InputLimits) -> bool:
+    """True when every value is a number (bools count as 0/1), finite and within the bound.
+
+    In C: sum() refuses anything but numbers (a str, None, a list or a dict raise
+    TypeError) and a finite sum means no NaN or infinity; max(abs) bounds each one
+    (exactly, also for integers too large for a float).
+    """
     try:
-        value = float(value)
-    except OverflowError:
-        raise BadEvent(f"{field} is too large for a float") from None
-    if not math.isfinite(value):
-        raise BadEvent(f"{field} is not finite ({value})")
-    return value
+        return math.isfinite(sum(values)) and max(map(abs, values), default=0) <= limits.max_feature_abs
+    except (TypeError, OverflowError):
+        return False
 
 
-def numeric_features(event: Mapping[str, Any], field: str = "x") -> dict[str, float]:
-    """The event's feature dict; every value a finite number (bools count as 0/1)."""
+def numeric_features(event: Mapping[str, Any], field: str = "x", limits: InputLimits = DEFAULT_LIMITS) -> dict[str, float]:
+    """The event's feature dict; at most ``max_features`` values, each a finite number within the bound."""
     x = event.get(field)
     if x is None:
         raise BadEvent(f"missing field {field!r}")
     if not isinstance(x, dict):
         raise BadEvent(f"{field} must be an object of features, got {type(x).__name__}")
-    # Fast path in C: sum() refuses anything but numbers (a str, None, a list or a dict
-    # raises TypeError, a complex fails isfinite), and a finite sum means no NaN or infinity.
-    try:
-        if math.isfinite(sum(x.values())):
-            return x
-    except (TypeError, OverflowError):  # the loop below names the culprit
-        pass
+    if len(x) > limits.max_features:
+        raise BadEvent(f"{field} has {len(x)} features, more than engine.max_features = {limits.max_features}")
+    if _bounded(x.values(), limits):
+        return x
     for key, value in x.items():
-        if isinstance(value, bool):
-            continue
-        if not isinstance(value, int | float):
-            raise BadEvent(f"{field}[{key!r}] must be a number, got {type(value).__name__}")
-        try:
-            finite = math.isfinite(value)
-        except OverflowError:
-            raise BadEvent(f"{field}[{key!r}] is too large for a float") from None
-        if not finite:
-            raise BadEvent(f"{field}[{key!r}] is not finite ({value})")
+        _check_number(value, f"{field}[{key!r}]", limits)
     return x
 
 
-def number_list(event: Mapping[str, Any], field: str, length: int | None = None) -> list[float]:
-    """A list of finite numbers (optionally of a fixed length) under ``field``."""
+def number_list(event: Mapping[str, Any], field: str, length: int | None = None, limits: InputLimits = DEFAULT_LIMITS) -> list[float]:
+    """A list of finite numbers within the bound (optionally of a fixed length) under ``field``."""
     values = event.get(field)
     if values is None:
         raise BadEvent(f"missing field {field!r}")
@@ -278,13 +367,12 @@ def number_list(event: Mapping[str, Any], field: str, length: int | None = None)
         raise BadEvent(f"{field} must be a list of numbers, got {type(values).__name__}")
     if length is not None and len(values) != length:
         raise BadEvent(f"{field} must have {length} values, got {len(values)}")
+    if len(values) > limits.max_features:
+        raise BadEvent(f"{field} has {len(values)} values, more than engine.max_features = {limits.max_features}")
+    if _bounded(values, limits) and bool not in map(type, values):
+        return values
     for i, v in enumerate(values):
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise BadEvent(f"{field}[{i}] must be a number, got {type(v).__name__}")
-        try:
-            finite = math.isfinite(v)
-        except OverflowError:
-            raise BadEvent(f"{field}[{i}] is too large for a float") from None
-        if not finite:
-            raise BadEvent(f"{field}[{i}] is not finite ({v})")
+        if isinstance(v, bool):
+            raise BadEvent(f"{field}[{i}] must be a number, got bool")
+        _check_number(v, f"{field}[{i}]", limits)
     return values

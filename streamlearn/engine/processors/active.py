@@ -102,7 +102,9 @@ class ActiveProcessor(Processor):
         event_id = _event_id(event)
         y = _label(event)
         if "x" in event:
-            return _EXAMPLE, event_id, numeric_features(event), y
+            x = numeric_features(event, limits=self.limits)
+            self.admit_features(x)
+            return _EXAMPLE, event_id, x, y
         if event_id is None or y is None:
             raise BadEvent("an event needs 'x' (an example) or 'id' and 'y' (a label answer)")
         return _ANSWER, event_id, None, y

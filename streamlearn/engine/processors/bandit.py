@@ -73,7 +73,7 @@ class BanditProcessor(Processor):
             raise BadEvent(f"arm must lie in [0, {self.learner.n_arms}), got {arm}")
         if event.get("reward") is None:
             raise BadEvent("missing field 'reward'")
-        reward = finite_number(event["reward"], "reward")
+        reward = finite_number(event["reward"], "reward", self.limits)
         if not 0.0 <= reward <= 1.0:
             raise BadEvent(f"reward must lie in [0, 1], got {reward}")
         return ("reward", t, arm, reward)

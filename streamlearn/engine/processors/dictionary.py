@@ -70,7 +70,7 @@ class DictionaryProcessor(Processor):
             raise BadEvent(f"an event must be a JSON object, got {type(event).__name__}")
         n = self.learner.n_features
         if isinstance(event.get("x"), dict):
-            x = numeric_features(event, "x")
+            x = numeric_features(event, "x", self.limits)
             order = self.learner.feature_order
             if order is not None and x.keys() != set(order):
                 missing = sorted(map(str, set(order) - x.keys()))
@@ -79,7 +79,7 @@ class DictionaryProcessor(Processor):
             if len(x) != n:
                 raise BadEvent(f"x must have {n} features, got {len(x)}")
         else:
-            x = number_list(event, "x", n)
+            x = number_list(event, "x", n, self.limits)
         return x, event.get("id")
 
     # ------------------------------------------------------------------ processing

@@ -90,14 +90,15 @@ class GroupwiseProcessor(Processor):
                 isinstance(x, dict)
                 and x
                 and _FINE_TYPES.issuperset(map(type, x.values()))
-                and np.isfinite(np.fromiter(x.values(), dtype=float, count=len(x))).all()
+                and len(x) <= self.limits.max_features
+                and np.abs(np.fromiter(x.values(), dtype=float, count=len(x))).max() <= self.limits.max_feature_abs
             ):
-                x = numeric_features(event)
+                x = numeric_features(event, limits=self.limits)
                 if not x:
                     raise BadEvent("x has no features")
             y = event.get("y")
             if y is not None:
-                y = finite_number(y, "y")
+                y = finite_number(y, "y", self.limits)
                 if not self._lo <= y <= self._hi:
                     raise BadEvent(f"y = {y} is outside the learner's label range [{self._lo}, {self._hi}]")
         except OverflowError:  # an integer beyond the float range (JSON allows any length)
@@ -109,6 +110,7 @@ class GroupwiseProcessor(Processor):
             if not self._declared.issuperset(groups):
                 unknown = sorted(set(groups) - self._declared)
                 raise BadEvent(f"groups names unknown groups {unknown}; the learner's groups are {sorted(self._declared)}")
+        self.admit_features(x)
         return _Event(x, groups, y, event.get("id"))
 
     def process(self, items: list[Item]) -> list[Output]:

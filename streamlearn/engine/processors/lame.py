@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from streamlearn.engine.processor import BadEvent, Item, Output, Processor, number_list
+from streamlearn.engine.processor import BadEvent, InputLimits, Item, Output, Processor, number_list
 from streamlearn.learners.base import State, json_state, load_json_state
 
 __all__ = ["LAMEProcessor"]
@@ -58,15 +58,15 @@ class _Event(NamedTuple):
     id: Any
 
 
-def _numbers(event: Mapping[str, Any], field: str) -> np.ndarray:
+def _numbers(event: Mapping[str, Any], field: str, limits: InputLimits) -> np.ndarray:
     values = event.get(field)
     try:
         # Fast path for well-formed lists; anything else gets number_list's precise reason.
-        if isinstance(values, list) and values and set(map(type, values)) <= {float, int}:
+        if isinstance(values, list) and values and len(values) <= limits.max_features and set(map(type, values)) <= {float, int}:
             arr = np.array(values, dtype=np.float64)
-            if np.isfinite(arr).all():
+            if np.abs(arr).max() <= limits.max_feature_abs:  # False for NaN too
                 return arr
-        number_list(event, field)
+        number_list(event, field, limits=limits)
     except OverflowError:  # a JSON integer beyond float range
         raise BadEvent(f"{field} has a number too large for a float") from None
     raise BadEvent(f"{field} must be a non-empty list of numbers")
@@ -103,17 +103,17 @@ class LAMEProcessor(Processor):
         if ("probs" in event) == ("logits" in event):
             raise BadEvent("an event needs exactly one of 'probs' and 'logits'")
         if "probs" in event:
-            probs = _numbers(event, "probs")
+            probs = _numbers(event, "probs", self.limits)
             if probs.min() < 0:
                 raise BadEvent("probs has negative values")
             total = float(probs.sum())
             if abs(total - 1.0) > PROBS_SUM_TOLERANCE:
                 raise BadEvent(f"probs must sum to 1, got {total:.6g}")
         else:
-            logits = _numbers(event, "logits")
+            logits = _numbers(event, "logits", self.limits)
             probs = np.exp(logits - logits.max())
             probs /= probs.sum()
-        features = _numbers(event, "features")
+        features = _numbers(event, "features", self.limits)
         n_classes = len(self._classes) or self.learner.n_classes
         if n_classes is not None and probs.size != n_classes:
             raise BadEvent(f"{'probs' if 'probs' in event else 'logits'} must have {n_classes} values, got {probs.size}")

@@ -74,7 +74,7 @@ class OERProcessor(Processor):
         if kind == "task_end":
             return kind, {"type": kind, "task": task}
         if kind == "act":
-            return kind, {"task": task, "obs": number_list(event, "obs", obs_dim), "id": event.get("id")}
+            return kind, {"task": task, "obs": number_list(event, "obs", obs_dim, self.limits), "id": event.get("id")}
         if "reward" not in event:
             raise BadEvent("missing field 'reward'")
         done = event.get("done")
@@ -82,10 +82,10 @@ class OERProcessor(Processor):
             raise BadEvent(f"done must be true or false, got {done!r}")
         return kind, {
             "task": task,
-            "obs": number_list(event, "obs", obs_dim),
-            "action": number_list(event, "action", act_dim),
-            "reward": finite_number(event["reward"], "reward"),
-            "next_obs": number_list(event, "next_obs", obs_dim),
+            "obs": number_list(event, "obs", obs_dim, self.limits),
+            "action": number_list(event, "action", act_dim, self.limits),
+            "reward": finite_number(event["reward"], "reward", self.limits),
+            "next_obs": number_list(event, "next_obs", obs_dim, self.limits),
             "done": done,
         }
 

@@ -20,11 +20,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from streamlearn.engine.processor import BadEvent, Item, Output, Processor, numeric_features
+from streamlearn.engine.processor import BadEvent, Item, NonFiniteOutput, Output, Processor, finite_number, numeric_features
 from streamlearn.learners import river_state
 from streamlearn.learners.base import State
 
 __all__ = ["SupervisedProcessor"]
+
+_BINARY_LABELS = (True, False)  # 1 == True and 0 == False, so 0/1 fit too
 
 
 class SupervisedProcessor(Processor):
@@ -33,21 +35,29 @@ class SupervisedProcessor(Processor):
     def __init__(self, learner: Any, *args: Any, **kwargs: Any):
         self.is_classifier = bool(getattr(learner, "is_classifier", None) or getattr(learner, "_is_classifier", False))
         self.default_metrics = ("Accuracy",) if self.is_classifier else ("MAE", "RMSE")
+        #: river's binary classifiers (``_multiclass`` False) learn int(y): only 0/1 labels fit.
+        self._binary = self.is_classifier and getattr(getattr(learner, "pipeline", learner), "_multiclass", True) is False
         super().__init__(learner, *args, **kwargs)
         self._use_proba = self.metric_set.needs_proba and hasattr(learner, "predict_proba_one")
         #: (x, y, y_pred, proba) waiting for their label to be revealed.
         self._delayed: collections.deque = collections.deque()
 
     def decode(self, event: Any) -> tuple[dict, Any]:
-        x = numeric_features(event)
+        x = numeric_features(event, limits=self.limits)
         y = event.get("y")
         if y is None:
+            self.admit_features(x)
             return x, None
         if self.is_classifier:
             if not isinstance(y, str | int | bool):
                 raise BadEvent(f"y must be a class label (string, integer or boolean), got {type(y).__name__}")
-        elif isinstance(y, bool) or not isinstance(y, int | float) or not math.isfinite(y):
-            raise BadEvent(f"y must be a finite number, got {y!r}")
+            if self._binary and y not in _BINARY_LABELS:
+                # Checked here, not left to the learner: river's binary models call int(y)
+                # after the pipeline's transformers have already learned x.
+                raise BadEvent(f"y must be true/false or 0/1 for a binary classifier, got {y!r}")
+        else:
+            finite_number(y, "y", self.limits)  # y itself is kept: river sees the label as sent
+        self.admit_features(x)  # last: only events that pass every check may grow the vocabulary
         return x, y
 
     def process(self, items: list[Item]) -> list[Output]:
@@ -60,9 +70,12 @@ class SupervisedProcessor(Processor):
         """The common replay case (no outputs, no probabilities, no delay), kept tight."""
         predict_one, learn_one = self.learner.predict_one, self.learner.learn_one
         update = self.metric_set.update_labels
+        regressor = not self.is_classifier
         for item in items:
             x, y = item.value
             y_pred = predict_one(x)
+            if regressor and type(y_pred) is float and not math.isfinite(y_pred):
+                raise NonFiniteOutput(f"the prediction is {y_pred}")
             if y is None:
                 continue
             if y_pred is not None and y_pred != {}:
@@ -75,6 +88,7 @@ class SupervisedProcessor(Processor):
         predict_proba_one = learner.predict_proba_one if self._use_proba else None
         update = self.metric_set.update
         delay, delayed = self.eval.label_delay, self._delayed
+        regressor = not self.is_classifier
         outputs: list[Output] = []
         for item in items:
             x, y = item.value
@@ -83,6 +97,10 @@ class SupervisedProcessor(Processor):
                 self._reveal(*delayed.popleft())
             proba = predict_proba_one(x) if predict_proba_one is not None else None
             y_pred = predict_one(x)
+            if regressor and type(y_pred) is float and not math.isfinite(y_pred):
+                raise NonFiniteOutput(f"the prediction is {y_pred}")
+            if proba and not math.isfinite(sum(proba.values())):
+                raise NonFiniteOutput(f"the predicted probabilities are {proba}")
             if emit:
                 payload = {"y_pred": y_pred}
                 if proba is not None:
