@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -50,7 +51,7 @@ from typing import Any
 
 import orjson
 import structlog
-from kafka import KafkaAdminClient, KafkaConsumer, OffsetAndMetadata, TopicPartition, errors
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition, errors
 from kafka.admin import NewTopic
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.coordinator.assignors.abstract import AbstractPartitionAssignor
@@ -71,8 +72,11 @@ __all__ = [
     "RebalanceHooks",
     "SingleOwnerAssignor",
     "Stopped",
+    "client_for",
     "client_settings",
+    "encode_value",
     "ensure_topics",
+    "open_sinks",
     "partition_key",
     "quiet_kafka_logging",
     "retry_call",
@@ -104,6 +108,17 @@ class Stopped(Exception):  # noqa: N818 - control flow, not an error
 def partition_key(topic: str, partition: int) -> str:
     """The key of a partition in ``positions()`` and checkpoints: ``"topic/partition"``."""
     return f"{topic}/{partition}"
+
+
+def client_for(name: str) -> tuple[str, type[KafkaSource], Callable[..., tuple[dict[str, Sink], Callable[[], None]]]]:
+    """``(client, source class, open_sinks)`` for ``[kafka] client``; ``auto`` prefers librdkafka when installed."""
+    if name == "auto":
+        name = "confluent-kafka" if importlib.util.find_spec("confluent_kafka") is not None else "kafka-python"
+    if name == "confluent-kafka":
+        from streamlearn.connectors import kafka_confluent
+
+        return name, kafka_confluent.ConfluentSource, kafka_confluent.open_sinks
+    return name, KafkaSource, open_sinks
 
 
 def client_settings(config: Any) -> dict[str, Any]:
@@ -175,12 +190,12 @@ class Backoff:
             raise Stopped
 
 
-def retry_call(call: Callable[[], Any], backoff: Backoff) -> Any:
-    """``call()`` until it stops raising a Kafka or socket error (waits and logs via ``backoff``)."""
+def retry_call(call: Callable[[], Any], backoff: Backoff, catch: tuple[type[BaseException], ...] = (errors.KafkaError, OSError)) -> Any:
+    """``call()`` until it stops raising a Kafka (``catch``) error; waits and logs via ``backoff``."""
     while True:
         try:
             return call()
-        except (errors.KafkaError, OSError) as exc:
+        except catch as exc:
             backoff.wait(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
 
@@ -298,8 +313,10 @@ class KafkaSource(Source):
         The ``[kafka]`` table (``KafkaConfig``).
     hooks
         Rebalance hooks of the owner (the daemon).
-    assignor
-        Partition assignor instance(s); the default spreads partitions over members.
+    exclusive
+        One member owns every partition (``scope = "global"``): a member that joins
+        while another consumes the group gets nothing and learns who owns it
+        (:attr:`owner_conflict`).
     stop
         Set to interrupt waits for the broker.
     consumer_options
@@ -307,20 +324,23 @@ class KafkaSource(Source):
     """
 
     quiet_seconds = 5.0
+    #: What the client raises when the broker refuses or does not answer.
+    client_errors: tuple[type[BaseException], ...] = (errors.KafkaError,)
 
     def __init__(
         self,
         config: Any,
         *,
         hooks: RebalanceHooks | None = None,
-        assignor: Any = None,
+        exclusive: bool = False,
         stop: threading.Event | None = None,
         consumer_options: dict[str, Any] | None = None,
     ):
         self.config = config
         self.topic = config.topic
         self.hooks = hooks or RebalanceHooks()
-        self.assignor = assignor
+        self.exclusive = exclusive
+        self.assignor = SingleOwnerAssignor() if exclusive else None
         self.stop = stop or threading.Event()
         self.consumer_options = consumer_options or {}
         self.consumer: Any = None
@@ -359,7 +379,7 @@ class KafkaSource(Source):
             **self.consumer_options,
         }
         if self.assignor is not None:
-            options["partition_assignment_strategy"] = list(self.assignor) if isinstance(self.assignor, list | tuple) else [self.assignor]
+            options["partition_assignment_strategy"] = [self.assignor]
         self.consumer = retry_call(lambda: KafkaConsumer(**options), backoff)
         log.info("connected to Kafka", bootstrap_servers=cfg.bootstrap_servers, group_id=cfg.group_id)
         backoff.what = f"topic {self.topic!r} does not exist (yet) on {cfg.bootstrap_servers}"
@@ -378,7 +398,7 @@ class KafkaSource(Source):
                 offsets, source._deferred_commits = source._deferred_commits, {}
                 if offsets:
                     try:
-                        await source.consumer.commit_async(offsets)
+                        await source.consumer.commit_async({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
                     except errors.KafkaError as exc:
                         # Only lag monitoring depends on it; the checkpoint is durable.
                         log.warning("commit before rebalance failed", error=str(exc))
@@ -423,7 +443,7 @@ class KafkaSource(Source):
         for tp in sorted(partitions):
             offset = self._wanted.get(tp)
             if offset is not None:
-                self.consumer.seek(tp, offset)
+                self._seek(tp, offset)
                 self._next[tp] = offset
                 continue
             if policy == "fail":
@@ -432,8 +452,7 @@ class KafkaSource(Source):
                     "kafka.offset_reset = 'fail'; start once with offset_reset = 'earliest' or 'latest'"
                 )
             log.info("no stored position; starting by policy", partition=partition_key(tp.topic, tp.partition), offset_reset=policy)
-            (self.consumer.seek_to_beginning if policy == "earliest" else self.consumer.seek_to_end)(tp)
-            self._next[tp] = None
+            self._next[tp] = self._seek_by_policy(tp, policy)
 
     # ------------------------------------------------------------------ reading
 
@@ -445,30 +464,77 @@ class KafkaSource(Source):
         """
         timeout = self.config.poll_timeout_ms if timeout_ms is None else timeout_ms
         try:
-            batch = self.consumer.poll(timeout_ms=timeout, max_records=self.config.max_poll_records)
-        except errors.OffsetOutOfRangeError as exc:
-            stored = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-            self._raise_hook_error()
-            self._out_of_range({tp: (offset, None) for tp, offset in stored.items()})
-            return 0
-        except errors.KafkaError:
+            batch = self._poll(timeout)
+        except BaseException:
             self._raise_hook_error()  # a hook that failed left partitions unpositioned: its error is the news
             raise
         self._raise_hook_error()
         n = 0
         views, chunks = self._views, self._chunks
-        for tp, records in batch.items():
-            if not records:
-                continue
-            topic, partition = tp.topic, tp.partition
-            converted = [Record(r.value, {"topic": topic, "partition": partition, "offset": r.offset}) for r in records]
+        for tp, records in batch:
             view = views.get(tp)
-            (view._chunks if view is not None else chunks).append((tp, converted))
-            n += len(converted)
+            (view._chunks if view is not None else chunks).append((tp, records))
+            n += len(records)
         self._resolve_positions()
         self._check_ranges()
         self._watch_connection(n)
         return n
+
+    # The client's part: kafka-python here, librdkafka in ``kafka_confluent.ConfluentSource``.
+
+    def _poll(self, timeout_ms: int) -> list[tuple[Any, list[Record]]]:
+        """Records that arrived, as ``(partition, records)`` in offset order; runs rebalance hooks."""
+        try:
+            batch = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.config.max_poll_records)
+        except errors.OffsetOutOfRangeError as exc:
+            stored = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+            self._raise_hook_error()
+            self._out_of_range({tp: (offset, None) for tp, offset in stored.items()})
+            return []
+        out = []
+        for tp, records in batch.items():
+            if records:
+                topic, partition = tp.topic, tp.partition
+                out.append((tp, [Record(r.value, {"topic": topic, "partition": partition, "offset": r.offset}) for r in records]))
+        return out
+
+    def _seek(self, tp: Any, offset: int) -> None:
+        self.consumer.seek(tp, offset)
+
+    def _seek_by_policy(self, tp: Any, policy: str) -> int | None:
+        """Start ``tp`` at its earliest or latest offset; returns that offset when already known."""
+        (self.consumer.seek_to_beginning if policy == "earliest" else self.consumer.seek_to_end)(tp)
+        return None
+
+    def _position(self, tp: Any) -> int | None:
+        with contextlib.suppress(errors.KafkaError):
+            return self.consumer.position(tp, timeout_ms=2000)
+        return None
+
+    def _highwater(self, tp: Any) -> int | None:
+        """The end of the log as the last fetch response told it (None: not known)."""
+        return self.consumer.highwater(tp)
+
+    def _commit(self, offsets: dict[Any, int]) -> None:
+        """Commit group offsets now (blocking); raises the client's error."""
+        self.consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()}, timeout_ms=10_000)
+
+    def _probe(self) -> str | None:
+        """Ask the broker something small (bounded): the error when it does not answer, else None."""
+        try:
+            self.consumer.beginning_offsets([TopicPartition(self.topic, 0)], timeout_ms=2000)
+        except (errors.KafkaTimeoutError, errors.KafkaConnectionError, errors.NodeNotReadyError, errors.RequestTimedOutError) as exc:
+            return str(exc) or type(exc).__name__
+        except errors.KafkaError as exc:  # reachable, but the topic is in trouble (deleted?)
+            log.warning("the broker answers but the topic does not", topic=self.topic, error=str(exc) or type(exc).__name__)
+        return None
+
+    @property
+    def owner_conflict(self) -> dict[str, Any] | None:
+        """With ``exclusive``: who owns the group's partitions when another member does, else None."""
+        return self.assignor.owner if self.assignor is not None else None
+
+    # ------------------------------------------------------------------ bookkeeping shared by both clients
 
     def _raise_hook_error(self) -> None:
         if self._hook_error is not None:
@@ -479,8 +545,7 @@ class KafkaSource(Source):
         """Positions chosen by policy become known offsets (so checkpoints pin them)."""
         for tp, offset in self._next.items():
             if offset is None and tp in self.assigned:
-                with contextlib.suppress(errors.KafkaError):
-                    self._next[tp] = self.consumer.position(tp, timeout_ms=2000)
+                self._next[tp] = self._position(tp)
 
     def _check_ranges(self) -> None:
         """A position beyond the high watermark means the log lost records (deleted/recreated topic)."""
@@ -489,7 +554,7 @@ class KafkaSource(Source):
             offset = self._next.get(tp)
             if offset is None:
                 continue
-            highwater = self.consumer.highwater(tp)
+            highwater = self._highwater(tp)
             if highwater is not None and offset > highwater:
                 gone[tp] = (offset, highwater)
         if gone:
@@ -504,8 +569,7 @@ class KafkaSource(Source):
             if policy == "fail":
                 raise OffsetPolicyError(f"{message}; kafka.offset_reset = 'fail'")
             log.error(f"{message}; offset_reset = {policy!r}: continuing from the {policy} offset", partition=key)
-            (self.consumer.seek_to_beginning if policy == "earliest" else self.consumer.seek_to_end)(tp)
-            self._next[tp] = None
+            self._next[tp] = self._seek_by_policy(tp, policy)
             self._wanted.pop(tp, None)
             self._chunks = collections.deque(c for c in self._chunks if c[0] != tp)
             view = self._views.get(tp)
@@ -523,9 +587,8 @@ class KafkaSource(Source):
                 self._outage = None
         if now - self._last_data < self.quiet_seconds or now < self._next_probe:
             return
-        try:
-            self.consumer.beginning_offsets([TopicPartition(self.topic, 0)], timeout_ms=2000)
-        except (errors.KafkaTimeoutError, errors.KafkaConnectionError, errors.NodeNotReadyError, errors.RequestTimedOutError) as exc:
+        error = self._probe()
+        if error is not None:
             if self._outage is None:
                 self._outage = Backoff(
                     f"lost the Kafka broker at {self.config.bootstrap_servers}", self.config.connect_timeout_seconds, self.stop
@@ -533,13 +596,11 @@ class KafkaSource(Source):
             outage = self._outage
             outage.attempts += 1
             if outage.timeout and outage.waited >= outage.timeout:
-                raise BrokerUnavailable(f"{outage.what}; still unreachable after {outage.waited:.0f} s ({exc})") from None
+                raise BrokerUnavailable(f"{outage.what}; still unreachable after {outage.waited:.0f} s ({error})")
             delay = min(outage.maximum, outage.initial * 2 ** (outage.attempts - 1))
-            log.warning(f"{outage.what}; reconnecting", error=str(exc) or type(exc).__name__, down_for_s=round(outage.waited, 1), next_check_in_s=delay)
+            log.warning(f"{outage.what}; reconnecting", error=error, down_for_s=round(outage.waited, 1), next_check_in_s=delay)
             self._next_probe = now + delay
             return
-        except errors.KafkaError as exc:  # reachable, but the topic is in trouble (deleted?)
-            log.warning("the broker answers but the topic does not", topic=self.topic, error=str(exc) or type(exc).__name__)
         if self._outage is not None:
             log.info("Kafka broker reachable again", down_for_s=round(self._outage.waited, 1))
             self._outage = None
@@ -582,7 +643,7 @@ class KafkaSource(Source):
                 )
             self._wanted[tp] = offset
             if tp in self.assigned:
-                self.consumer.seek(tp, offset)
+                self._seek(tp, offset)
                 self._next[tp] = offset
                 self._chunks = collections.deque(c for c in self._chunks if c[0] != tp)
 
@@ -597,15 +658,15 @@ class KafkaSource(Source):
         for pos in positions.values():
             tp = TopicPartition(pos["topic"], int(pos["partition"]))
             if tp in self.assigned:
-                offsets[tp] = OffsetAndMetadata(int(pos["offset"]), "", -1)
+                offsets[tp] = int(pos["offset"])
         if not offsets:
             return
         if self._in_hook:
             self._deferred_commits.update(offsets)
             return
         try:
-            self.consumer.commit(offsets, timeout_ms=10_000)
-        except errors.KafkaError as exc:
+            self._commit(offsets)
+        except self.client_errors as exc:
             # The checkpoint is durable; the committed offsets only serve lag tools.
             log.warning("offset commit failed (lag tools will show older offsets)", error=str(exc) or type(exc).__name__)
 
@@ -615,7 +676,7 @@ class KafkaSource(Source):
         for tp, offset in self._next.items():
             if offset is None or tp not in self.assigned:
                 continue
-            highwater = self.consumer.highwater(tp)
+            highwater = self._highwater(tp)
             if highwater is not None:
                 out[partition_key(tp.topic, tp.partition)] = max(0, highwater - offset)
         return out
@@ -698,6 +759,35 @@ class PartitionSource(Source):
 # --------------------------------------------------------------------------- sink
 
 
+def encode_value(record: dict[str, Any]) -> bytes:
+    """A record as the JSON value of a message (non-finite numbers → null, non-string keys → strings)."""
+    return orjson.dumps(record, default=_json_default, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+
+
+def open_sinks(config: Any, topics: dict[str, str], stop: threading.Event, producer_options: dict[str, Any] | None = None) -> tuple[dict[str, Sink], Callable[[], None]]:
+    """One :class:`KafkaSink` per ``{name: topic}`` on a shared producer, and the producer's ``close``."""
+    backoff = Backoff(f"cannot reach the Kafka broker at {config.bootstrap_servers}", config.connect_timeout_seconds, stop)
+    settings = client_settings(config)
+    ensure_topics(settings, list(topics.values()), backoff)
+    options = {
+        **settings,
+        "acks": "all",
+        # Outputs are at-least-once and carry their source position; an idempotent
+        # producer would add a producer-id handshake that can fail after a broker restart.
+        "enable_idempotence": False,
+        # Large batches that fill for a while halve kafka-python's cost per record
+        # (~25 µs a send at best); flush() before a checkpoint sends what lingers.
+        "linger_ms": 20,
+        "batch_size": 1 << 20,
+        "max_block_ms": 10_000,
+        "bootstrap_timeout_ms": 3000,
+        **(producer_options or {}),
+    }
+    producer = retry_call(lambda: KafkaProducer(**options), backoff)
+    sinks = {name: KafkaSink(producer, topic, timeout=config.connect_timeout_seconds, stop=stop) for name, topic in topics.items()}
+    return sinks, lambda: producer.close(timeout=5)
+
+
 class KafkaSink(Sink):
     """JSON records to a topic; ``flush`` returns once the broker acknowledged all of them.
 
@@ -728,9 +818,8 @@ class KafkaSink(Sink):
 
     def write(self, records: list[dict[str, Any]]) -> None:
         send, topic, inflight = self.producer.send, self.topic, self._inflight
-        dumps, options = orjson.dumps, orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
         for record in records:
-            value = dumps(record, default=_json_default, option=options)
+            value = encode_value(record)
             inflight.append((self._send(send, topic, value), value))
         self.written += len(records)
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: exported river streams and a CLI runner."""
+"""Shared fixtures: exported river streams, a CLI runner, and both Kafka clients for every broker test."""
 
 from __future__ import annotations
 
@@ -14,6 +14,23 @@ from streamlearn.datasets import export_dataset
 from tests.kafka_fixtures import broker  # noqa: F401  (the session-scoped real broker)
 
 REPO = Path(__file__).resolve().parents[1]
+
+KAFKA_CLIENTS = ("confluent-kafka", "kafka-python")
+
+
+def pytest_generate_tests(metafunc):
+    # Every test marked ``kafka`` runs once per client: the guarantees must hold with both.
+    if metafunc.definition.get_closest_marker("kafka") is not None:
+        metafunc.parametrize("kafka_client", KAFKA_CLIENTS, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def kafka_client(request, monkeypatch):
+    """The ``[kafka] client`` of this test, set through the environment so daemon subprocesses use it too."""
+    client = getattr(request, "param", None)
+    if client is not None:
+        monkeypatch.setenv("STREAMLEARN_KAFKA_CLIENT", client)
+    return client
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ GOOD = {"learner": {"name": "river", "params": {"model": "linear_model.LogisticR
         ({"engine": {}}, r"missing table \[learner\]"),
         ({"learner": {}}, r"missing key learner.name"),
         ({**GOOD, "kafka": {"scope": "cluster"}}, r"kafka.scope must be 'global' or 'partition'"),
+        ({**GOOD, "kafka": {"client": "librdkafka"}}, r"kafka.client must be auto, confluent-kafka or kafka-python, got 'librdkafka'"),
         ({**GOOD, "processor": {"window": 3}}, r"unknown key processor.window"),
     ],
 )
@@ -63,3 +64,17 @@ def test_cli_exits_2_with_the_key_named(tmp_path):
     bad.write_text("[learner\n")
     result = run_cli("replay", str(bad), "--input", str(data))
     assert result.returncode == 2 and "invalid TOML" in result.stderr
+
+
+def test_kafka_client_auto_picks_librdkafka_when_installed(monkeypatch):
+    import importlib.util
+
+    from streamlearn.connectors.kafka import KafkaSource, client_for
+    from streamlearn.connectors.kafka_confluent import ConfluentSource
+
+    assert parse_config(GOOD, env={}).kafka.client == "auto"
+    assert client_for("auto")[:2] == ("confluent-kafka", ConfluentSource)
+    assert client_for("kafka-python")[:2] == ("kafka-python", KafkaSource)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "confluent_kafka" else real_find_spec(name))
+    assert client_for("auto")[:2] == ("kafka-python", KafkaSource)  # a pure-Python install

@@ -106,6 +106,9 @@ class CheckpointConfig:
 @dataclasses.dataclass
 class KafkaConfig:
     bootstrap_servers: str = "localhost:9092"
+    #: ``confluent-kafka`` (librdkafka), ``kafka-python`` (pure Python), or ``auto``: the
+    #: first when it is installed.
+    client: str = "auto"
     topic: str = "events"
     group_id: str = "streamlearn"
     #: Output topic for predictions / label requests / decisions ("" for none).
@@ -329,6 +332,8 @@ def _check_values(config: Config) -> None:
         raise ConfigError("checkpoint.keep must be at least 1")
     if config.input.format not in (None, "jsonl", "csv", "parquet"):
         raise ConfigError(f"input.format must be jsonl, csv or parquet, got {config.input.format!r}")
+    if config.kafka.client not in ("auto", "confluent-kafka", "kafka-python"):
+        raise ConfigError(f"kafka.client must be auto, confluent-kafka or kafka-python, got {config.kafka.client!r}")
     if config.kafka.scope not in ("global", "partition"):
         raise ConfigError(f"kafka.scope must be 'global' or 'partition', got {config.kafka.scope!r}")
     if config.kafka.session_timeout_ms < 1000:

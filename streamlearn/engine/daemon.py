@@ -43,25 +43,20 @@ import time
 from typing import Any
 
 import structlog
-from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from streamlearn.connectors.base import Sink, Source
 from streamlearn.connectors.files import open_sink
 from streamlearn.connectors.kafka import (
-    Backoff,
     GlobalScopeConflict,
     KafkaConnectorError,
     KafkaSink,
     KafkaSource,
     RebalanceHooks,
-    SingleOwnerAssignor,
     Stopped,
-    client_settings,
-    ensure_topics,
+    client_for,
     partition_key,
     quiet_kafka_logging,
-    retry_call,
 )
 from streamlearn.engine.checkpointing import Checkpointer
 from streamlearn.engine.config import Config, ConfigError, load_config
@@ -130,7 +125,8 @@ class Daemon(RebalanceHooks):
     metrics_port
         Prometheus port (overrides ``kafka.metrics_port``; 0: no endpoint).
     consumer_options, producer_options
-        Extra kafka-python arguments (tests, tuning).
+        Extra client settings (tests, tuning): kafka-python keyword arguments or
+        librdkafka properties, depending on ``[kafka] client``.
     """
 
     def __init__(
@@ -151,8 +147,8 @@ class Daemon(RebalanceHooks):
         self.metrics_addr = metrics_addr
         self.consumer_options = consumer_options or {}
         self.producer_options = producer_options or {}
+        self.client, self._source_class, self._open_sinks_with = client_for(config.kafka.client)
         self.source: KafkaSource | None = None
-        self.assignor = SingleOwnerAssignor() if self.scope == "global" else None
         self.lanes: dict[str, Lane] = {}
         self._parked: dict[str, Lane] = {}
         self._reload_global = False
@@ -160,7 +156,7 @@ class Daemon(RebalanceHooks):
         self._failed = False
         self.outputs: Sink | None = None
         self.dead_letters: Sink | None = None
-        self._producer: Any = None
+        self._close_producer: Any = None
         self._retired = collections.Counter()
         self._rate: collections.deque = collections.deque(maxlen=20)
         self._snapshot: dict[str, Any] = {"state": "starting", "connected": False, "events": 0}
@@ -201,24 +197,7 @@ class Daemon(RebalanceHooks):
             self.dead_letters = open_sink(config.output.dead_letters)
         if not topics:
             return
-        backoff = Backoff(f"cannot reach the Kafka broker at {cfg.bootstrap_servers}", cfg.connect_timeout_seconds, stop)
-        settings = client_settings(cfg)
-        ensure_topics(settings, list(topics.values()), backoff)
-        options = {
-            **settings,
-            "acks": "all",
-            # Outputs are at-least-once and carry their source position; an idempotent
-            # producer would add a producer-id handshake that can fail after a broker restart.
-            "enable_idempotence": False,
-            "linger_ms": 5,
-            # Large batches halve kafka-python's cost per record (it is ~25 µs a send at best).
-            "batch_size": 1 << 18,
-            "max_block_ms": 10_000,
-            "bootstrap_timeout_ms": 3000,
-            **self.producer_options,
-        }
-        self._producer = retry_call(lambda: KafkaProducer(**options), backoff)
-        sinks = {k: KafkaSink(self._producer, t, timeout=cfg.connect_timeout_seconds, stop=stop) for k, t in topics.items()}
+        sinks, self._close_producer = self._open_sinks_with(cfg, topics, stop, self.producer_options)
         self.outputs = sinks.get("outputs", self.outputs)
         self.dead_letters = sinks.get("dead_letters", self.dead_letters)
         log.info("publishing", **{k: f"kafka:{t}" for k, t in topics.items()})
@@ -259,7 +238,7 @@ class Daemon(RebalanceHooks):
 
     def on_assigned(self, partitions: set[Any]) -> None:
         if self.scope == "global":
-            owner = self.assignor.owner
+            owner = self.source.owner_conflict
             if owner is not None:
                 raise GlobalScopeConflict(
                     f"another daemon already consumes group {self.kafka.group_id!r} with scope = 'global' "
@@ -323,7 +302,7 @@ class Daemon(RebalanceHooks):
                 clean = True
                 return self.snapshot()
             self._set_state("running")
-            log.info("daemon running", topic=self.kafka.topic, group_id=self.kafka.group_id, scope=self.scope, learner=self.config.learner.name)
+            log.info("daemon running", client=self.client, topic=self.kafka.topic, group_id=self.kafka.group_id, scope=self.scope, learner=self.config.learner.name)
             self._loop(stop)
             clean = True
         finally:
@@ -331,7 +310,9 @@ class Daemon(RebalanceHooks):
         return self.snapshot()
 
     def _start(self, stop: threading.Event) -> None:
-        self.source = KafkaSource(self.kafka, hooks=self, assignor=self.assignor, stop=stop, consumer_options=self.consumer_options)
+        self.source = self._source_class(
+            self.kafka, hooks=self, exclusive=self.scope == "global", stop=stop, consumer_options=self.consumer_options
+        )
         self.source.open()
         self._open_sinks(stop)
         if self.scope == "global":
@@ -384,8 +365,8 @@ class Daemon(RebalanceHooks):
                         sink.close()
                     except KafkaConnectorError as exc:
                         log.error("outputs not delivered before exit (the next run re-emits them)", error=str(exc))
-            if self._producer is not None:
-                self._producer.close(timeout=5)
+            if self._close_producer is not None:
+                self._close_producer()
             self._update_snapshot()
             self._set_state("stopped")
             if self.metrics_server is not None:
@@ -455,6 +436,14 @@ def _debug_logging() -> bool:
         return False
 
 
+def _client_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from confluent_kafka import KafkaException
+    except ImportError:
+        return ()
+    return (KafkaException,)
+
+
 def _lane_name(tp: Any) -> str:
     return f"{tp.topic}-{tp.partition}"
 
@@ -479,7 +468,7 @@ def run_daemon(config_path: str, stop: threading.Event | None = None) -> int:
     daemon = Daemon(config)
     try:
         daemon.run(stop)
-    except (KafkaConnectorError, KafkaError) as exc:
+    except (KafkaConnectorError, KafkaError, *_client_errors()) as exc:
         log.error("daemon failed", error=str(exc))
         print(f"streamlearn: {exc}", file=sys.stderr)
         return 1
