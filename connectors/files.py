@@ -73,6 +73,38 @@ class RowMapping:
             event["y"] = row[self.target]
         return event
 
+    def from_columns(self, columns: dict[str, list[Any]], rows: int) -> list[dict[str, Any]]:
+        """The events of ``rows`` table rows given column by column (what ``__call__`` gives row by row).
+
+        Rows are assembled by ``dict(zip(...))`` over whole columns, so no Python code
+        runs per cell; only columns holding nulls take the slower path that drops them.
+        """
+        if self.target is None:
+            return _zip_rows(list(columns), list(columns.values()), rows)
+        features = [k for k in columns if k not in self.skip]
+        xs = _zip_rows(features, [columns[k] for k in features], rows)
+        if any(None in columns[k] for k in features):
+            xs = [{k: v for k, v in x.items() if v is not None} for x in xs]
+        events = [{"x": x} for x in xs]
+        for name, key in [*((k, k) for k in self.keep), ("y", self.target)]:
+            column = columns.get(key)
+            if column is None:
+                continue
+            if None in column:
+                for event, value in zip(events, column, strict=True):
+                    if value is not None:
+                        event[name] = value
+            else:
+                for event, value in zip(events, column, strict=True):
+                    event[name] = value
+        return events
+
+
+def _zip_rows(names: list[str], columns: list[list[Any]], rows: int) -> list[dict[str, Any]]:
+    if not names:
+        return [{} for _ in range(rows)]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
 
 def _stream_key(path: str | os.PathLike) -> str:
     return os.path.abspath(os.fspath(path))
@@ -228,10 +260,13 @@ class ParquetSource(_RowSource):
         self._total = self._file.metadata.num_rows
         self._read_rows = read_rows
         self._row = 0
+        #: Events converted but not handed out yet: ``_pending[_taken:]``.
         self._pending: list[dict[str, Any]] = []
+        self._taken = 0
         self._batches = self._iter_from(0)
 
     def _iter_from(self, row: int) -> Iterator[list[dict[str, Any]]]:
+        """Events from ``row`` on, a record batch at a time, converted column by column."""
         meta = self._file.metadata
         start_group, first_row = 0, 0
         while start_group < meta.num_row_groups and first_row + meta.row_group(start_group).num_rows <= row:
@@ -247,18 +282,21 @@ class ParquetSource(_RowSource):
                 continue
             if skip:
                 batch, skip = batch.slice(skip), 0
-            yield batch.to_pylist()
+            columns = {name: column.to_pylist() for name, column in zip(batch.schema.names, batch.columns, strict=True)}
+            yield self.mapping.from_columns(columns, batch.num_rows)
 
     def read_batch(self, max_records: int) -> list[Record]:
-        while len(self._pending) < max_records:
-            rows = next(self._batches, None)
-            if rows is None:
+        pending, taken = self._pending, self._taken
+        while len(pending) - taken < max_records:
+            more = next(self._batches, None)
+            if more is None:
                 break
-            self._pending.extend(rows)
-        rows, self._pending = self._pending[:max_records], self._pending[max_records:]
-        mapping, path, start = self.mapping, self.path, self._row
-        out = [Record(mapping(r), {"path": path, "row": start + i}) for i, r in enumerate(rows)]
-        self._row += len(rows)
+            pending, taken = pending[taken:] + more, 0
+        events = pending[taken : taken + max_records]
+        self._pending, self._taken = pending, taken + len(events)
+        path, start = self.path, self._row
+        out = [Record(event, {"path": path, "row": row}) for row, event in enumerate(events, start)]
+        self._row += len(events)
         if self._row >= self._total:
             self.exhausted = True
         return out
@@ -268,7 +306,7 @@ class ParquetSource(_RowSource):
         if pos is None:
             return
         self._row = int(pos["row"])
-        self._pending = []
+        self._pending, self._taken = [], 0
         self._batches = self._iter_from(self._row)
         self.exhausted = self._row >= self._total
 

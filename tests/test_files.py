@@ -139,3 +139,18 @@ def test_parquet_sink_never_overwrites(tmp_path):
             sink.write([{"i": i}])
     assert pq.read_table(tmp_path / "o.parquet").to_pylist() == [{"i": 0}]
     assert pq.read_table(tmp_path / "o.1.parquet").to_pylist() == [{"i": 1}]
+
+
+def test_parquet_columns_become_the_same_events_as_rows_with_nulls(tmp_path):
+    rows = [
+        {"id": 0, "ts": None, "a": 1.5, "b": None, "label": True},
+        {"id": None, "ts": 7, "a": None, "b": 2, "label": None},
+        {"id": 2, "ts": 8, "a": 0.0, "b": 3, "label": False},
+    ]
+    path = tmp_path / "nulls.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    for mapping in (RowMapping(target="label"), RowMapping(target="label", exclude=["b"]), RowMapping()):
+        with ParquetSource(path, mapping, read_rows=2) as source:
+            got = [r.value for r in _read_all(source)]
+        assert got == [mapping(dict(r)) for r in rows]
+    assert got[1] == rows[1]  # no target: rows as they are, nulls included
