@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from streamlearn.engine.checkpoint import CheckpointStore, read_checkpoint
+from streamlearn.engine.checkpoint import Checkpoint, CheckpointStore, read_checkpoint
 from streamlearn.engine.registry import LEARNERS, import_object
 from streamlearn.learners.base import subset
 
-__all__ = ["load_learner"]
+__all__ = ["learner_from_checkpoint", "load_learner", "read_latest"]
 
 
 def load_learner(location: str | os.PathLike, learner_class: type | None = None) -> Any:
@@ -24,13 +24,22 @@ def load_learner(location: str | os.PathLike, learner_class: type | None = None)
     >>> learner = load_learner("out/phishing/checkpoints")  # doctest: +SKIP
     >>> learner.predict_one({"https": 1.0})                 # doctest: +SKIP
     """
+    return learner_from_checkpoint(read_latest(location), learner_class)
+
+
+def read_latest(location: str | os.PathLike) -> Checkpoint:
+    """The checkpoint in a ``.parquet`` file, or the latest good one of a directory or URI."""
     location = os.fspath(location)
     if location.endswith(".parquet"):
-        checkpoint = read_checkpoint(location)
-    else:
-        checkpoint = CheckpointStore(location).load_latest()
-        if checkpoint is None:
-            raise FileNotFoundError(f"no good checkpoint in {location}")
+        return read_checkpoint(location)
+    checkpoint = CheckpointStore(location).load_latest()
+    if checkpoint is None:
+        raise FileNotFoundError(f"no good checkpoint in {location}")
+    return checkpoint
+
+
+def learner_from_checkpoint(checkpoint: Checkpoint, learner_class: type | None = None) -> Any:
+    """The learner a checkpoint holds: rebuilt from its metadata, its state loaded."""
     spec = checkpoint.metadata.get("learner") or {}
     if learner_class is None:
         stored = spec.get("class")

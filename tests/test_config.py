@@ -31,8 +31,8 @@ def test_learner_params_are_checked_when_built():
     config = parse_config({"learner": {"name": "river", "params": {"modle": "x"}}}, env={})
     with pytest.raises(ConfigError, match=r"unknown key learner.params.modle \(did you mean 'model'\?\)"):
         config.build_learner()
-    config = parse_config({"learner": {"name": "river", "params": {"model": "tree.HoeffdingTreeClassifier"}}}, env={})
-    with pytest.raises(ConfigError, match="not supported"):
+    config = parse_config({"learner": {"name": "river", "params": {"model": "tree.HoeffdingTreeClasifier"}}}, env={})
+    with pytest.raises(ConfigError, match="no such model in river: 'tree.HoeffdingTreeClasifier'; did you mean 'tree.HoeffdingTreeClassifier'"):
         config.build_learner()
 
 

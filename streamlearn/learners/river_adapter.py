@@ -1,35 +1,33 @@
-"""Run a river estimator, named in a config, as a streamlearn learner.
+"""Run a river estimator as a streamlearn learner: from a config, or wrapping your own object.
 
 Parameters
 ----------
 model
-    A river estimator as ``"module.Class"`` relative to ``river``, e.g.
-    ``"linear_model.LogisticRegression"``.
+    A river classifier, regressor or anomaly detector: ``"module.Class"`` relative to
+    ``river`` (``"linear_model.LogisticRegression"``) or a table with a ``class`` key and
+    its parameters, nested as deep as needed (see :mod:`streamlearn.learners.river_spec`),
+    e.g. ``{class = "ensemble.BaggingClassifier", model = {class =
+    "tree.HoeffdingTreeClassifier", grace_period = 50}}``.
 model_params
-    Keyword arguments for the estimator. A value that is a table with a
-    ``class`` key builds a river object, e.g.
+    Keyword arguments for the estimator when ``model`` is a name. A value that is a
+    table with a ``class`` key builds a river object, e.g.
     ``{optimizer = {class = "optim.SGD", lr = 0.05}}``.
 preprocessing
     Transformers put in front of the model, in order: names
     (``"preprocessing.StandardScaler"``) or tables ``{class = "...", ...params}``.
 
-Supported estimators (their whole state is stored, without pickle, through the
-allow-listed codec in :mod:`streamlearn.learners.river_state`, and each has a
-round-trip test):
-
-- ``linear_model``: LogisticRegression, LinearRegression, Perceptron,
-  PAClassifier, PARegressor, SoftmaxRegression, ALMAClassifier
-- ``naive_bayes``: GaussianNB, MultinomialNB, BernoulliNB, ComplementNB
-- ``preprocessing`` (as steps): StandardScaler, MinMaxScaler, MaxAbsScaler
+The whole state (the fitted pipeline) is stored without pickle through the
+allow-listed codec in :mod:`streamlearn.learners.river_state`; a model the codec
+cannot store is refused when the learner is built, with the reason. Anomaly
+detectors predict their score (``score_one``) and learn without a label.
+:meth:`RiverLearner.from_estimator` wraps a river object built in Python, pipelines
+included, and records it in the config form, so ``streamlearn.load_learner`` can
+rebuild it from a checkpoint.
 
 ``naive_bayes.GaussianNB`` keeps an unseeded random generator in each per-feature
 Gaussian (river uses it only for sampling, never for predictions): its state, and
 so the checkpoint hash, differs between two runs on the same data even though
 the predictions do not.
-
-Any other estimator is refused when the learner is built, with a message that
-lists these; trees, neighbours and ensembles hold objects the codec cannot store
-without pickle.
 
 Example
 -------
@@ -48,69 +46,30 @@ True
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from river import base
+from river import base, compose
 
-from streamlearn.learners import river_state
+from streamlearn.learners import river_spec, river_state
 from streamlearn.learners.base import State
 
-__all__ = ["SUPPORTED_MODELS", "SUPPORTED_PREPROCESSING", "RiverLearner", "build_river_object"]
+__all__ = ["KINDS", "RiverLearner", "build_river_object", "model_kind"]
 
-SUPPORTED_MODELS = (
-    "linear_model.LogisticRegression",
-    "linear_model.LinearRegression",
-    "linear_model.Perceptron",
-    "linear_model.PAClassifier",
-    "linear_model.PARegressor",
-    "linear_model.SoftmaxRegression",
-    "linear_model.ALMAClassifier",
-    "naive_bayes.GaussianNB",
-    "naive_bayes.MultinomialNB",
-    "naive_bayes.BernoulliNB",
-    "naive_bayes.ComplementNB",
-)
-SUPPORTED_PREPROCESSING = (
-    "preprocessing.StandardScaler",
-    "preprocessing.MinMaxScaler",
-    "preprocessing.MaxAbsScaler",
-)
+#: What ``name = "river"`` runs: the river base class of each kind of model.
+KINDS = {"classifier": base.Classifier, "regressor": base.Regressor, "anomaly": base.AnomalyDetector}
+
+build_river_object = river_spec.build
 
 
-def _river_class(name: str) -> type:
-    module_name, _, class_name = name.rpartition(".")
-    if not module_name:
-        raise ValueError(f"{name!r}: name a river class as 'module.Class', e.g. 'linear_model.LogisticRegression'")
-    try:
-        module = importlib.import_module(f"river.{module_name}")
-        cls = getattr(module, class_name)
-    except (ImportError, AttributeError):
-        raise ValueError(f"river has no {name!r}") from None
-    if not isinstance(cls, type):
-        raise ValueError(f"river.{name} is not a class")
-    return cls
-
-
-def build_river_object(spec: str | Mapping[str, Any]) -> Any:
-    """``"optim.SGD"`` or ``{"class": "optim.SGD", "lr": 0.1}`` → a river object (nested tables too)."""
-    if isinstance(spec, str):
-        return _river_class(spec)()
-    if not isinstance(spec, Mapping) or "class" not in spec:
-        raise ValueError(f"expected a river class name or a table with a 'class' key, got {spec!r}")
-    params = {k: _param(v) for k, v in spec.items() if k != "class"}
-    cls = _river_class(spec["class"])
-    try:
-        return cls(**params)
-    except TypeError as exc:
-        raise ValueError(f"{spec['class']}: {exc}") from None
-
-
-def _param(value: Any) -> Any:
-    if isinstance(value, Mapping) and "class" in value:
-        return build_river_object(value)
-    return value
+def model_kind(estimator: Any) -> str | None:
+    """``"classifier"``, ``"regressor"`` or ``"anomaly"`` for a model ``name = "river"`` runs, else None."""
+    if isinstance(estimator, base.MultiLabelClassifier | base.MultiTargetRegressor):
+        return None
+    for kind, cls in KINDS.items():
+        if isinstance(estimator, cls):
+            return kind
+    return None
 
 
 class RiverLearner:
@@ -118,37 +77,68 @@ class RiverLearner:
 
     def __init__(
         self,
-        model: str,
+        model: str | Mapping[str, Any],
         model_params: Mapping[str, Any] | None = None,
         preprocessing: Sequence[str | Mapping[str, Any]] | None = None,
     ):
         self.model = model
         self.model_params = dict(model_params or {})
         self.preprocessing = list(preprocessing or [])
-        if model not in SUPPORTED_MODELS:
-            raise ValueError(
-                f"river estimator {model!r} is not supported: its state cannot be checkpointed without pickle. "
-                f"Supported: {', '.join(SUPPORTED_MODELS)}"
-            )
-        steps = []
-        for step in self.preprocessing:
-            name = step if isinstance(step, str) else step.get("class") if isinstance(step, Mapping) else None
-            if name not in SUPPORTED_PREPROCESSING:
-                raise ValueError(
-                    f"preprocessing step {step!r} is not supported; supported: {', '.join(SUPPORTED_PREPROCESSING)}"
-                )
-            steps.append(build_river_object(step))
-        estimator = build_river_object({"class": model, **self.model_params})
-        self.estimator = estimator
-        self.pipeline = estimator
+        if isinstance(model, Mapping) and self.model_params:
+            raise ValueError("give the model's parameters in the model table or in model_params, not both")
+        spec = {"class": model, **self.model_params} if isinstance(model, str) else model
+        steps = [river_spec.build(step) for step in self.preprocessing]
+        for spec_step, step in zip(self.preprocessing, steps, strict=True):
+            if not isinstance(step, base.Transformer | base.SupervisedTransformer):
+                raise ValueError(f"preprocessing step {spec_step!r} is not a river transformer")
+        self._attach(self._compose(steps, river_spec.build(spec)))
+        self._check_storable()
+
+    @classmethod
+    def from_estimator(cls, estimator: Any) -> RiverLearner:
+        """Wrap a river model (a pipeline ending in one included), keeping its learned state."""
+        if isinstance(estimator, compose.Pipeline):
+            *pre, last = estimator.steps.values()
+            learner = cls(river_spec.describe(last), preprocessing=[river_spec.describe(s) for s in pre])
+        else:
+            learner = cls(river_spec.describe(estimator))
+        learner._attach(estimator)
+        learner._check_storable()
+        return learner
+
+    @staticmethod
+    def _compose(steps: list, estimator: Any) -> Any:
+        pipeline = estimator
         for step in reversed(steps):
-            self.pipeline = step | self.pipeline
-        self.is_classifier = isinstance(estimator, base.Classifier)
-        # Bind the hot-path methods once: the engine calls them for every event.
-        self.learn_one = self.pipeline.learn_one
-        self.predict_one = self.pipeline.predict_one
+            pipeline = step | pipeline
+        return pipeline
+
+    def _attach(self, pipeline: Any) -> None:
+        """Use ``pipeline`` and bind its hot-path methods (the engine calls them for every event)."""
+        estimator = list(pipeline.steps.values())[-1] if isinstance(pipeline, compose.Pipeline) else pipeline
+        kind = model_kind(estimator)
+        if kind is None:
+            raise ValueError(
+                f"{type(estimator).__name__} is not a river classifier, regressor or anomaly detector, "
+                "which is what name = 'river' runs"
+            )
+        self.pipeline, self.estimator, self.kind = pipeline, estimator, kind
+        self.is_classifier = kind == "classifier"
+        if kind == "anomaly":
+            learn = pipeline.learn_one
+            self.learn_one = lambda x, y=None: learn(x)
+            self.predict_one = pipeline.score_one
+        else:
+            self.learn_one = pipeline.learn_one
+            self.predict_one = pipeline.predict_one
         if self.is_classifier:
-            self.predict_proba_one = self.pipeline.predict_proba_one
+            self.predict_proba_one = pipeline.predict_proba_one
+
+    def _check_storable(self) -> None:
+        try:
+            river_state.encode(self.pipeline)
+        except river_state.UnsupportedRiverObject as exc:
+            raise ValueError(f"{type(self.estimator).__name__} cannot be checkpointed without pickle: {exc}") from None
 
     def _get_params(self) -> dict[str, Any]:
         return {"model": self.model, "model_params": self.model_params, "preprocessing": self.preprocessing}
@@ -166,9 +156,4 @@ class RiverLearner:
                 f"state holds a {type(pipeline).__name__}, this learner is a {type(self.pipeline).__name__}"
             )
         # Swap the state in while keeping this object's identity (callers hold bound methods).
-        self.pipeline = pipeline
-        self.estimator = pipeline if not self.preprocessing else list(pipeline.steps.values())[-1]
-        self.learn_one = pipeline.learn_one
-        self.predict_one = pipeline.predict_one
-        if self.is_classifier:
-            self.predict_proba_one = pipeline.predict_proba_one
+        self._attach(pipeline)
