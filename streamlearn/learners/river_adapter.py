@@ -66,10 +66,12 @@ def model_kind(estimator: Any) -> str | None:
     """``"classifier"``, ``"regressor"`` or ``"anomaly"`` for a model ``name = "river"`` runs, else None."""
     if isinstance(estimator, base.MultiLabelClassifier | base.MultiTargetRegressor):
         return None
+    from river.base.anomaly_detector import AnomalyFilter
+
     for kind, cls in KINDS.items():
         if isinstance(estimator, cls):
             return kind
-    return None
+    return "anomaly" if isinstance(estimator, AnomalyFilter) else None
 
 
 class RiverLearner:

@@ -7,7 +7,9 @@ the constructor's parameters, nested as deep as needed::
     {class = "ensemble.BaggingClassifier", n_models = 5,
      model = {class = "tree.HoeffdingTreeClassifier", grace_period = 50}}
 
-Pipelines and unions take their parts as a list: ``{class = "compose.Pipeline",
+A dict whose keys are not all strings (class weights by label) is ``{items = [[key,
+value], ...]}``. A river function (a distance) is ``{function = "module:name"}``, e.g.
+``{function = "river.utils.math:minkowski_distance"}``. Pipelines and unions take their parts as a list: ``{class = "compose.Pipeline",
 steps = [...]}``, ``{class = "compose.TransformerUnion", transformers = [...]}``.
 :func:`build` turns such a value into the object and :func:`describe` turns a
 river object back into it (parameters left at their default are omitted), so a
@@ -32,11 +34,13 @@ import pkgutil
 from collections.abc import Mapping
 from typing import Any
 
+from streamlearn.learners import river_state
+
 __all__ = ["build", "catalogue", "describe", "public_name", "river_class"]
 
 #: river subpackages that hold no estimators (data, I/O, evaluation, helpers).
 NOT_ESTIMATOR_MODULES = frozenset(
-    {"api", "base", "checks", "compat", "conf", "datasets", "evaluate", "metrics", "misc", "stream", "utils"}
+    {"api", "base", "checks", "compat", "conf", "datasets", "evaluate", "metrics", "stream", "utils"}
 )
 
 #: Classes whose parts are positional arguments, and the key that lists them.
@@ -62,22 +66,26 @@ def catalogue() -> dict[str, type]:
 
 
 def river_class(name: str) -> type:
-    """The river class called ``name`` (``"module.Class"``); a misspelling gets suggestions."""
+    """The river class called ``name`` (``"module.Class"``); a misspelling gets suggestions.
+
+    Only classes of the modules the checkpoint codec allows (estimators and what they are
+    made of) can be named: never data sets, stream readers or anything doing I/O.
+    """
     if not isinstance(name, str):
         raise ValueError(f"a river class is named by a string such as 'linear_model.LogisticRegression', got {name!r}")
     module_name, _, class_name = name.rpartition(".")
     cls = None
-    if module_name and module_name.split(".")[0] not in NOT_ESTIMATOR_MODULES:
+    if module_name and river_state.allowed_module(f"river.{module_name}"):
         try:
             cls = getattr(importlib.import_module(f"river.{module_name}"), class_name, None)
         except ImportError:
             cls = None
-    if not isinstance(cls, type):
+    if not isinstance(cls, type) or not river_state.allowed_module(cls.__module__):
         names = list(catalogue()) + [n for n in _helper_names() if n not in catalogue()]
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-        by_class = [n for n in names if n.rpartition(".")[2].lower() == name.rpartition(".")[2].lower()]
-        hint = close or by_class
-        suggestion = f"; did you mean {' or '.join(repr(n) for n in dict.fromkeys(by_class + close))}?" if hint else ""
+        by_class = [n for n in names if n.rpartition(".")[2].lower() == class_name.lower()]
+        hint = list(dict.fromkeys(by_class + close))
+        suggestion = f"; did you mean {' or '.join(repr(n) for n in hint)}?" if hint else ""
         raise ValueError(f"no such model in river: {name!r}{suggestion} (name it 'module.Class', e.g. 'linear_model.LogisticRegression')")
     return cls
 
@@ -128,6 +136,10 @@ def build(spec: str | Mapping[str, Any]) -> Any:
 def _build_param(value: Any) -> Any:
     if isinstance(value, Mapping) and "class" in value:
         return build(value)
+    if isinstance(value, Mapping) and set(value) == {"function"}:
+        return river_state.function(value["function"])
+    if isinstance(value, Mapping) and set(value) == {"items"}:
+        return {_hashable(k): _build_param(v) for k, v in value["items"]}
     if isinstance(value, list):
         return [_build_param(v) for v in value]
     return value
@@ -164,6 +176,10 @@ def _same(value: Any, default: Any) -> bool:
         return False
 
 
+def _hashable(key: Any) -> Any:
+    return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
+
+
 def _describe_param(where: str, value: Any) -> Any:
     from river import base
 
@@ -175,6 +191,15 @@ def _describe_param(where: str, value: Any) -> Any:
         return value
     if isinstance(value, list | tuple):
         return [_describe_param(where, v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted(_describe_param(where, v) for v in value)
+    if callable(value) and river_state.function_name(value) is not None:
+        return {"function": river_state.function_name(value)}
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return {k: _describe_param(f"{where}.{k}", v) for k, v in value.items()}
-    raise ValueError(f"{where} = {value!r} cannot be written in a config (only numbers, strings, lists and river objects)")
+    if isinstance(value, dict) and all(k is None or isinstance(k, bool | int | float | str) for k in value):
+        return {"items": [[k, _describe_param(f"{where}[{k!r}]", v)] for k, v in value.items()]}
+    raise ValueError(
+        f"{where} = {value!r} cannot be written in a config (only numbers, strings, lists, river objects "
+        "and river functions)"
+    )

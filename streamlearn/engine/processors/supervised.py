@@ -7,6 +7,11 @@ order and the same rule as ``river.evaluate.progressive_val_score`` (an empty
 prediction is not scored), so both give identical metrics on the same data.
 An event without ``y`` is only predicted.
 
+An anomaly detector (a river ``AnomalyDetector``, ``learner.kind == "anomaly"``)
+scores every event and learns every event, labelled or not: its outputs are
+``{"score": s}``, and an optional ``y`` (true/1 = anomaly, false/0 = normal) only
+evaluates the scores (default metric ``ROCAUC``); label delays do not apply.
+
 With ``[eval] label_delay = D`` the label of event i is revealed just before
 event i + D is predicted (river's ``delay`` convention, so 0 and 1 are the same):
 the prediction is made on arrival, scored and learned when its label arrives.
@@ -34,7 +39,8 @@ class SupervisedProcessor(Processor):
 
     def __init__(self, learner: Any, *args: Any, **kwargs: Any):
         self.is_classifier = bool(getattr(learner, "is_classifier", None) or getattr(learner, "_is_classifier", False))
-        self.default_metrics = ("Accuracy",) if self.is_classifier else ("MAE", "RMSE")
+        self.is_anomaly = getattr(learner, "kind", None) == "anomaly"
+        self.default_metrics = ("ROCAUC",) if self.is_anomaly else ("Accuracy",) if self.is_classifier else ("MAE", "RMSE")
         #: river's binary classifiers (``_multiclass`` False) learn int(y): only 0/1 labels fit.
         self._binary = self.is_classifier and getattr(getattr(learner, "pipeline", learner), "_multiclass", True) is False
         super().__init__(learner, *args, **kwargs)
@@ -48,6 +54,11 @@ class SupervisedProcessor(Processor):
         if y is None:
             self.admit_features(x)
             return x, None
+        if self.is_anomaly:
+            if y not in (0, 1) or not isinstance(y, int | bool):
+                raise BadEvent(f"y of an anomaly detector must be true/false or 1/0 (is it an anomaly?), got {y!r}")
+            self.admit_features(x)
+            return x, bool(y)
         if self.is_classifier:
             if not isinstance(y, str | int | bool):
                 raise BadEvent(f"y must be a class label (string, integer or boolean), got {type(y).__name__}")
@@ -61,6 +72,8 @@ class SupervisedProcessor(Processor):
         return x, y
 
     def process(self, items: list[Item]) -> list[Output]:
+        if self.is_anomaly:
+            return self._process_anomaly(items)
         if not self.emit and not self._use_proba and self.eval.label_delay <= 1:
             self._process_plain(items)
             return []
@@ -114,6 +127,19 @@ class SupervisedProcessor(Processor):
             if y_pred is not None and y_pred != {}:
                 update(y, y_pred, proba)
             learn_one(x, y)
+        return outputs
+
+    def _process_anomaly(self, items: list[Item]) -> list[Output]:
+        score_one, learn_one, update = self.learner.predict_one, self.learner.learn_one, self.metric_set.update
+        outputs: list[Output] = []
+        for item in items:
+            x, y = item.value
+            score = score_one(x)
+            if self.emit:
+                outputs.append(Output(item.position, {"score": score}))
+            if y is not None:
+                update(y, score)
+            learn_one(x)
         return outputs
 
     def _reveal(self, x: dict, y: Any, y_pred: Any, proba: Any) -> None:
