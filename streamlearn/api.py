@@ -18,7 +18,8 @@ def load_learner(location: str | os.PathLike, learner_class: type | None = None)
     The learner is rebuilt from the class and parameters in the checkpoint's metadata
     and its state is loaded (hash verified, no pickle). Only the built-in learners are
     rebuilt by name — a checkpoint cannot make this import arbitrary modules; for a
-    learner of your own pass ``learner_class``.
+    learner of your own pass ``learner_class``. A torch learner's checkpoint names the
+    factory of its module, so it is rebuilt only with ``learner_class=TorchLearner``.
 
     >>> from streamlearn import load_learner               # doctest: +SKIP
     >>> learner = load_learner("out/phishing/checkpoints")  # doctest: +SKIP
@@ -46,6 +47,12 @@ def learner_from_checkpoint(checkpoint: Checkpoint, learner_class: type | None =
         if stored not in {path for path, _ in LEARNERS.values()}:
             raise ValueError(
                 f"the checkpoint's learner {stored!r} is not a built-in learner; pass learner_class to rebuild it"
+            )
+        if stored == LEARNERS["torch"][0]:
+            # Its parameters name a factory to import and call: only on the caller's word.
+            raise ValueError(
+                f"this torch checkpoint names code to run (module = {(spec.get('params') or {}).get('module')!r}); "
+                "if you trust it, load it with learner_class=streamlearn.learners.TorchLearner"
             )
         learner_class = import_object(stored)
     learner = learner_class(**(spec.get("params") or {}))

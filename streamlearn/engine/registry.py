@@ -14,6 +14,7 @@ from typing import Any
 #: name → (learner class, processor name)
 LEARNERS: dict[str, tuple[str, str]] = {
     "river": ("streamlearn.learners.river_adapter:RiverLearner", "supervised"),
+    "torch": ("streamlearn.learners.torch_learner:TorchLearner", "supervised"),
     "active": ("streamlearn.learners.active:ActiveLearner", "active"),
     "groupwise": ("streamlearn.learners.groupwise:GroupwiseRegressor", "groupwise"),
     "dictionary": ("streamlearn.learners.dictionary:FrankWolfeODL", "dictionary"),

@@ -11,6 +11,7 @@ from typing import Any
 
 _LAZY = {
     "RiverLearner": "streamlearn.learners.river_adapter",
+    "TorchLearner": "streamlearn.learners.torch_learner",
     "ActiveLearner": "streamlearn.learners.active",
     "GroupwiseRegressor": "streamlearn.learners.groupwise",
     "OnlineRidge": "streamlearn.learners.groupwise",

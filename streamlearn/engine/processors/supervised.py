@@ -7,6 +7,11 @@ order and the same rule as ``river.evaluate.progressive_val_score`` (an empty
 prediction is not scored), so both give identical metrics on the same data.
 An event without ``y`` is only predicted.
 
+A learner with ``learns_in_batches = True`` (the torch learner) is tested then
+trained per micro-batch: ``predict_many`` over the batch, scoring, then one
+``learn_many`` of its labelled events (with a label delay above 1 it goes event by
+event).
+
 An anomaly detector (a river ``AnomalyDetector``, ``learner.kind == "anomaly"``)
 scores every event and learns every event, labelled or not: its outputs are
 ``{"score": s}``, and an optional ``y`` (true/1 = anomaly, false/0 = normal) only
@@ -45,6 +50,8 @@ class SupervisedProcessor(Processor):
         self._binary = self.is_classifier and getattr(getattr(learner, "pipeline", learner), "_multiclass", True) is False
         super().__init__(learner, *args, **kwargs)
         self._use_proba = self.metric_set.needs_proba and hasattr(learner, "predict_proba_one")
+        # A learner that learns in batches (torch) is tested then trained per micro-batch.
+        self._batched = getattr(learner, "learns_in_batches", False) and self.eval.label_delay <= 1
         #: (x, y, y_pred, proba) waiting for their label to be revealed.
         self._delayed: collections.deque = collections.deque()
 
@@ -74,6 +81,8 @@ class SupervisedProcessor(Processor):
     def process(self, items: list[Item]) -> list[Output]:
         if self.is_anomaly:
             return self._process_anomaly(items)
+        if self._batched:
+            return self._process_batch(items)
         if not self.emit and not self._use_proba and self.eval.label_delay <= 1:
             self._process_plain(items)
             return []
@@ -127,6 +136,27 @@ class SupervisedProcessor(Processor):
             if y_pred is not None and y_pred != {}:
                 update(y, y_pred, proba)
             learn_one(x, y)
+        return outputs
+
+    def _process_batch(self, items: list[Item]) -> list[Output]:
+        learner = self.learner
+        X = [item.value[0] for item in items]
+        predictions = learner.predict_many(X)
+        probas = learner.predict_proba_many(X) if self._use_proba else [None] * len(X)
+        outputs: list[Output] = []
+        labelled_x, labels = [], []
+        for item, y_pred, proba in zip(items, predictions, probas, strict=True):
+            x, y = item.value
+            if self.emit:
+                payload = {"y_pred": y_pred} if proba is None else {"y_pred": y_pred, "proba": proba}
+                outputs.append(Output(item.position, payload))
+            if y is None:
+                continue
+            if y_pred is not None and y_pred != {}:
+                self.metric_set.update(y, y_pred, proba)
+            labelled_x.append(x)
+            labels.append(y)
+        learner.learn_many(labelled_x, labels)
         return outputs
 
     def _process_anomaly(self, items: list[Item]) -> list[Output]:
