@@ -40,14 +40,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
 
 from streamlearn.engine.checkpoint import CheckpointInfo, CheckpointStore
 from streamlearn.engine.checkpointing import learner_spec, state_of
-from streamlearn.engine.processor import MetricSet
+from streamlearn.engine.processor import MetricSet, split_windowed_name
 from streamlearn.engine.registry import LEARNERS
 from streamlearn.learners.base import subset
 
@@ -107,8 +107,14 @@ class OnlineModel:
         river.metrics class names, updated by every labelled ``learn_one``. Default:
         ``Accuracy`` for classifiers, ``MAE`` for regressors, ``ROCAUC`` for anomaly
         detectors.
+    window
+        Also keep each metric over the last ``window`` scored events (``"Accuracy@1000"``),
+        as the engine's reports do; 0 (the default) keeps only the cumulative ones.
     keep
         Checkpoints retained at the location.
+    on_checkpoint
+        Called with the manifest entry after each checkpoint is durable (background or
+        :meth:`save`), e.g. to drop a write-ahead log up to ``info.positions``.
 
     ``learn_one(x, y, prediction=p)`` scores ``p`` (what ``predict_one`` or
     ``predict_proba_one`` returned earlier, e.g. when the label arrives later);
@@ -125,7 +131,9 @@ class OnlineModel:
         every_events: int = 0,
         every_seconds: float = 0.0,
         metrics: Sequence[str] | None = None,
+        window: int = 0,
         keep: int = 5,
+        on_checkpoint: Callable[[CheckpointInfo], None] | None = None,
     ):
         if every_events < 0 or every_seconds < 0:
             raise ValueError("every_events and every_seconds must be ≥ 0 (0 disables the trigger)")
@@ -133,12 +141,13 @@ class OnlineModel:
             raise ValueError("every_events / every_seconds need a checkpoint location")
         self.learner = _as_learner(model)
         self.kind = _kind(self.learner)
-        self._metrics = MetricSet(list(metrics) if metrics else DEFAULT_METRICS.get(self.kind, ()))
+        self._metrics = MetricSet(list(metrics) if metrics else DEFAULT_METRICS.get(self.kind, ()), window=window)
         self.events = 0
         self.positions: dict[str, Any] = {}
         self.store = None if checkpoint is None else CheckpointStore(checkpoint, keep=keep)
         self.every_events, self.every_seconds = every_events, every_seconds
         self.last_checkpoint: CheckpointInfo | None = None
+        self.on_checkpoint = on_checkpoint
         #: The last error of a background checkpoint (it is also logged); None once one succeeds.
         self.checkpoint_error: BaseException | None = None
         self._spec = learner_spec(self.learner, _registered_name(self.learner))
@@ -220,6 +229,8 @@ class OnlineModel:
                 events, positions, metrics = self.events, dict(self.positions), self._metrics.values()
             info = self.store.save(state, events=events, positions=positions, learner=self._spec, metrics=metrics)
             self._saved_events, self.last_checkpoint, self.checkpoint_error = events, info, None
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(info)
             return info
 
     def _checkpoint_loop(self) -> None:
@@ -264,6 +275,7 @@ class OnlineModel:
         every_events: int = 0,
         every_seconds: float = 0.0,
         keep: int = 5,
+        on_checkpoint: Callable[[CheckpointInfo], None] | None = None,
     ) -> OnlineModel:
         """The model of the latest good checkpoint at ``location`` (a ``.parquet`` file or a store).
 
@@ -277,11 +289,20 @@ class OnlineModel:
         learner = learner_from_checkpoint(stored, learner_class)
         if checkpoint is _UNSET:
             checkpoint = None if os.fspath(location).endswith(".parquet") else location
-        metric_state = subset(stored.state, "processor/metric/")
+        metric_keys = [split_windowed_name(key) for key in subset(stored.state, "processor/metric/")]
+        names = [name for name, window in metric_keys if window is None]
+        windows = {window for _, window in metric_keys if window is not None}
         model = cls(
-            learner, checkpoint, every_events=every_events, every_seconds=every_seconds, metrics=sorted(metric_state) or None, keep=keep
+            learner,
+            checkpoint,
+            every_events=every_events,
+            every_seconds=every_seconds,
+            metrics=names or None,
+            window=windows.pop() if len(windows) == 1 else 0,
+            keep=keep,
+            on_checkpoint=on_checkpoint,
         )
-        if metric_state:
+        if names:
             model._metrics.load_state_dict(subset(stored.state, "processor/"))
         model.events = model._saved_events = stored.events
         model.positions = dict(stored.positions)

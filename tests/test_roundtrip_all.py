@@ -34,7 +34,7 @@ class Stream:
     def next(self, outputs: list) -> list[dict]:
         rng, i = self.rng, self.i
         self.i += 1
-        if self.kind in ("river", "active"):
+        if self.kind in ("river", "active", "torch"):
             return [PHISHING[i % len(PHISHING)]]
         if self.kind == "groupwise":
             x = {f"f{j}": rng.random() for j in range(4)}
@@ -67,6 +67,10 @@ class Stream:
 
 LEARNER_TABLES = {
     "river": {"name": "river", "params": {"model": "linear_model.LogisticRegression", "preprocessing": ["preprocessing.StandardScaler"]}},
+    "torch": {
+        "name": "torch",
+        "params": {"module": "streamlearn.learners.torch_learner:mlp", "module_params": {"n_features": 9, "n_outputs": 2}},
+    },
     "active": {"name": "active", "params": {"classifier": "linear_model.LogisticRegression", "strategy": "randvar", "budget": 0.3, "seed": 3}},
     "groupwise": {"name": "groupwise", "params": {"groups": ["g1", "g2"]}},
     "dictionary": {"name": "dictionary", "params": {"n_features": 4, "batch_size": 5, "seed": 1}},
