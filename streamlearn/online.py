@@ -37,6 +37,7 @@ True
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -56,6 +57,9 @@ __all__ = ["OnlineModel"]
 log = structlog.get_logger("streamlearn.online")
 
 _UNSET: Any = object()
+
+#: Labelled events whose scoring waits for a batch (or for a reader of the metrics).
+UNSCORED_BATCH = 1024
 
 #: Running metrics when none are named, by the kind of model.
 DEFAULT_METRICS = {"classifier": ("Accuracy",), "regressor": ("MAE",), "anomaly": ("ROCAUC",)}
@@ -153,7 +157,7 @@ class OnlineModel:
         self._spec = learner_spec(self.learner, _registered_name(self.learner))
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()
-        self._saved_events = 0
+        self._mark_saved(0)
         self._due = threading.Event()
         self._closed = False
         self._thread = None
@@ -163,7 +167,7 @@ class OnlineModel:
         # Bound once: they are the hot path.
         self._predict = self.learner.predict_one
         self._learn = self.learner.learn_one
-        self._update_metric = self._metrics.update
+        self._unscored: list[tuple[Any, Any]] = []
         self._needs_proba = self._metrics.needs_proba and hasattr(self.learner, "predict_proba_one")
 
     # ------------------------------------------------------------------ predictions
@@ -188,12 +192,17 @@ class OnlineModel:
             if y is not None:
                 if prediction is _UNSET:
                     prediction = self.learner.predict_proba_one(x) if self._needs_proba else self._predict(x)
-                self._score(y, prediction)
+                if prediction is not None:
+                    # Scored in batches: appending here is cheaper than a river metric update,
+                    # and every reader (metrics(), save()) scores what is pending first.
+                    self._unscored.append((y, prediction))
+                    if len(self._unscored) >= UNSCORED_BATCH:
+                        self._score_pending()
             self._learn(x, y)
             self.events += 1
             if position:
                 self.positions.update(position)
-            if self.every_events and self.events - self._saved_events >= self.every_events:
+            if self.events >= self._due_at:
                 self._due.set()
 
     def learn_many(self, X: Any, y: Any = None) -> None:
@@ -201,20 +210,24 @@ class OnlineModel:
         with self._lock:
             self.learner.learn_many(X, y)
             self.events += len(X)
-            if self.every_events and self.events - self._saved_events >= self.every_events:
+            if self.events >= self._due_at:
                 self._due.set()
 
-    def _score(self, y: Any, prediction: Any) -> None:
-        proba = None
-        if isinstance(prediction, Mapping):
-            proba = prediction
-            prediction = max(proba, key=proba.get) if proba else None
-        if prediction is not None:
-            self._update_metric(y, prediction, proba)
+    def _score_pending(self) -> None:
+        """Update the metrics with the pending (label, prediction) pairs, in order (under the lock)."""
+        update = self._metrics.update
+        for y, prediction in self._unscored:
+            if isinstance(prediction, Mapping):  # probabilities: the label is the likeliest class
+                if prediction:
+                    update(y, max(prediction, key=prediction.get), prediction)
+            else:
+                update(y, prediction)
+        self._unscored.clear()
 
     def metrics(self) -> dict[str, float]:
         """The running metric values."""
         with self._lock:
+            self._score_pending()
             return self._metrics.values()
 
     # ------------------------------------------------------------------ checkpoints
@@ -225,13 +238,20 @@ class OnlineModel:
             raise ValueError("this OnlineModel has no checkpoint location")
         with self._save_lock:
             with self._lock:
+                self._score_pending()
                 state = state_of(self.learner, self._metrics)
                 events, positions, metrics = self.events, dict(self.positions), self._metrics.values()
             info = self.store.save(state, events=events, positions=positions, learner=self._spec, metrics=metrics)
-            self._saved_events, self.last_checkpoint, self.checkpoint_error = events, info, None
+            self._mark_saved(events)
+            self.last_checkpoint, self.checkpoint_error = info, None
             if self.on_checkpoint is not None:
                 self.on_checkpoint(info)
             return info
+
+    def _mark_saved(self, events: int) -> None:
+        """The state up to ``events`` is stored: the next event trigger is ``every_events`` later."""
+        self._saved_events = events
+        self._due_at = events + self.every_events if self.every_events else math.inf
 
     def _checkpoint_loop(self) -> None:
         while True:
@@ -304,6 +324,7 @@ class OnlineModel:
         )
         if names:
             model._metrics.load_state_dict(subset(stored.state, "processor/"))
-        model.events = model._saved_events = stored.events
+        model.events = stored.events
+        model._mark_saved(stored.events)
         model.positions = dict(stored.positions)
         return model

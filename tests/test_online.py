@@ -84,7 +84,7 @@ def test_eight_threads_equal_a_serial_run_in_lock_order():
         serial.learn_one(x, y)
     assert serial.events == online.events
     assert serial.metrics() == online.metrics()
-    assert state_hash(state_of(serial.learner, serial._metrics)) == state_hash(state_of(online.learner, online._metrics))
+    assert state_hash(state_of(serial.learner, serial._metrics)) == state_hash(state_of(online.learner, online._metrics))  # metrics() scored what was pending
 
 
 def test_save_load_keeps_state_events_metrics_and_positions(tmp_path):

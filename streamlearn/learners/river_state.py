@@ -288,7 +288,10 @@ class _Encoder:
             return {type(obj).__name__: [self.enc(v, where) for v in obj]}
         if type(obj) is random.Random:
             version, internal, gauss = obj.getstate()
-            return self.shared(obj, lambda: {"random": [version, list(internal), gauss]})
+            # 625 words as base64 of little-endian uint32 (river keeps one generator per Gaussian:
+            # in a forest these dominate the state, and base64 is half the size of a JSON list).
+            words = base64.b64encode(np.asarray(internal, dtype="<u4").tobytes()).decode()
+            return self.shared(obj, lambda: {"random": [version, words, gauss]})
         if _is_vector_dict(obj):
             _, (data, factory, mask, *_rest) = obj.__reduce__()
             return {
@@ -473,6 +476,10 @@ class _Decoder:
             return VectorDict(dict(self.pairs(spec["VectorDict"])), factory, mask, False)
         if "random" in spec:
             version, internal, gauss = spec["random"]
+            if isinstance(internal, str):
+                internal = np.frombuffer(base64.b64decode(internal, validate=True), dtype="<u4").tolist()
+            if len(internal) != 625:
+                raise UnsupportedRiverObject("a random.Random state must have 625 words")
             rng = random.Random()
             rng.setstate((version, tuple(internal), gauss))
             return rng
