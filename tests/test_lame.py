@@ -145,7 +145,7 @@ def test_adapt_accepts_float32_and_lists():
     lame = LAME()
     np.testing.assert_allclose(
         lame.adapt(probs.astype(np.float32), features.tolist()),
-        literal_lame(probs.astype(np.float32).tolist(), features.tolist()),
+        literal_lame(probs.astype(np.float32).tolist(), features.tolist(), "rbf", 5),  # the defaults
         atol=1e-6,
     )
 
@@ -173,9 +173,10 @@ def test_knn_is_capped_at_n_minus_one():
     probs, features = random_case(rng, n=4, n_classes=3, dim=5)
     w = affinity_matrix(features, "knn", 5)
     np.testing.assert_array_equal(w, np.ones((4, 4)) - np.eye(4))  # everyone else, never itself
-    np.testing.assert_array_equal(LAME(knn=5).adapt(probs, features), LAME(knn=3).adapt(probs, features))
+    knn5, knn3 = LAME(affinity="knn", knn=5), LAME(affinity="knn", knn=3)
+    np.testing.assert_array_equal(knn5.adapt(probs, features), knn3.adapt(probs, features))
     want = literal_lame(probs.tolist(), features.tolist(), "knn", 5)
-    np.testing.assert_allclose(LAME(knn=5).adapt(probs, features), want, atol=1e-6)
+    np.testing.assert_allclose(knn5.adapt(probs, features), want, atol=1e-6)
 
 
 def test_duplicate_features():
@@ -220,7 +221,7 @@ def test_batch_of_one():
     p = np.array([[0.6, 0.3, 0.1, 0.0]])
     f = np.array([[0.5, -1.0, 2.0]])
     # kNN: no neighbour, so the output is the input (with the 1e-10 of the logarithm).
-    np.testing.assert_allclose(LAME().adapt(p, f), (p + 1e-10) / (p + 1e-10).sum(), rtol=1e-12)
+    np.testing.assert_allclose(LAME(affinity="knn").adapt(p, f), (p + 1e-10) / (p + 1e-10).sum(), rtol=1e-12)
     # rbf (σ = 0 limit) and linear: W = [[1]], the fixed point of y = softmax(log p + y).
     for affinity in ("rbf", "linear"):
         y = LAME(affinity=affinity).adapt(p, f)[0]
@@ -234,7 +235,7 @@ def test_batch_of_one():
 def test_two_classes_by_hand():
     # Two events that are each other's neighbour: y_i = σ(log(p_i0/p_i1) + 2·y_j − 1) at the fixed point.
     p = np.array([[0.9, 0.1], [0.4, 0.6]])
-    y = LAME(knn=1).adapt(p, np.array([[1.0, 0.0], [1.0, 0.1]]))[:, 0]
+    y = LAME(affinity="knn", knn=1).adapt(p, np.array([[1.0, 0.0], [1.0, 0.1]]))[:, 0]
     logit = np.log((p[:, 0] + 1e-10) / (p[:, 1] + 1e-10))
     sigmoid = 1 / (1 + np.exp(-(logit + 2 * y[::-1] - 1)))
     np.testing.assert_allclose(y, sigmoid, atol=1e-5)
@@ -242,7 +243,7 @@ def test_two_classes_by_hand():
     # Two clusters of two: each ambiguous event takes its cluster's class.
     probs = np.array([[0.9, 0.1], [0.45, 0.55], [0.2, 0.8], [0.55, 0.45]])
     feats = np.array([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [0.1, 0.99]])
-    assert LAME(knn=1).adapt(probs, feats).argmax(axis=1).tolist() == [0, 0, 1, 1]
+    assert LAME(affinity="knn", knn=1).adapt(probs, feats).argmax(axis=1).tolist() == [0, 0, 1, 1]
 
 
 def test_features_are_normalised_inside_whatever_their_scale():
@@ -256,7 +257,8 @@ def test_features_are_normalised_inside_whatever_their_scale():
 
 
 def test_empty_batch():
-    assert LAME().adapt(np.empty((0, 3)), np.empty((0, 2))).shape == (0, 3)
+    for affinity in ("knn", "rbf", "linear"):
+        assert LAME(affinity=affinity).adapt(np.empty((0, 3)), np.empty((0, 2))).shape == (0, 3)
 
 
 # --------------------------------------------------------------------------- validation
@@ -357,7 +359,8 @@ def test_river_style_api():
     assert lame.n_buffered == 3
     lame.learn_one(events[3])
     assert lame.n_buffered == 0  # the batch was completed
-    assert lame._get_params() == {"affinity": "knn", "knn": 5, "max_steps": 100, "batch_size": 4, "window": None}
+    assert lame._get_params() == {"affinity": "rbf", "knn": 5, "max_steps": 100, "batch_size": 4, "window": None}
+    assert LAME().batch_size == 16  # the authors' defaults: rbf, k = 5, batches of 16
 
 
 @pytest.mark.parametrize("params", [{"batch_size": 16}, {"window": 10, "affinity": "linear"}])
