@@ -95,14 +95,14 @@ warnings.filterwarnings("ignore", category=ConvergenceWarning)
 class Stream:
     """A reproducible synthetic stream ``y = D₀x + σε``, generated chunk by chunk."""
 
-    def __init__(self, n: int, noise: float, seed: int):
-        self.n, self.noise, self.seed = n, noise, seed
+    def __init__(self, n: int, noise: float, seed: int, theta: float = THETA):
+        self.n, self.noise, self.seed, self.theta = n, noise, seed, theta
         self.D0 = random_orthogonal(n, np.random.default_rng([seed, 0]))
 
     def chunks(self, total: int, size: int = CHUNK):
         rng = np.random.default_rng([self.seed, 1])
         for start in range(0, total, size):
-            yield make_sparse_orthogonal(min(size, total - start), self.n, THETA, self.noise, self.D0, rng)[0]
+            yield make_sparse_orthogonal(min(size, total - start), self.n, self.theta, self.noise, self.D0, rng)[0]
 
     def head(self, count: int) -> np.ndarray:
         return np.concatenate(list(self.chunks(count)))
@@ -202,8 +202,10 @@ def run_msp(stream: Stream, sizes: list[int]) -> dict:
             "samples_to_target": min((r["stored_samples"] for r in runs if r["final_error"] < TARGET), default=None)}
 
 
-def run_mbdl(stream: Stream, max_samples: int, alpha: float, batch: int, max_seconds: float) -> dict:
-    """partial_fit per mini-batch; the error is evaluated about every 160 samples (untimed)."""
+def run_mbdl(stream: Stream, max_samples: int, alpha: float, batch: int, max_seconds: float,
+             stop_at_target: bool = False) -> dict:
+    """partial_fit per mini-batch; the error is evaluated about every 160 samples (untimed).
+    With ``stop_at_target`` the run ends at the first evaluation below the target error."""
     n, check_every = stream.n, max(1, 160 // batch)
     model = MiniBatchDictionaryLearning(n_components=n, alpha=alpha, batch_size=batch, random_state=stream.seed)
     curve, elapsed, seen, pending = Curve(max_samples // (batch * check_every)), 0.0, 0, np.zeros((0, n))
@@ -217,12 +219,14 @@ def run_mbdl(stream: Stream, max_samples: int, alpha: float, batch: int, max_sec
             seen += batch
             if (seen // batch) % check_every == 0:
                 curve.add(seen, elapsed, recovery_error(model.components_.T, stream.D0))
-        if elapsed > max_seconds:
+                if stop_at_target and curve.hit is not None:
+                    break
+        if elapsed > max_seconds or (stop_at_target and curve.hit is not None):
             break
     if curve.last is None or curve.last["samples"] != seen:
         curve.add(seen, elapsed, recovery_error(model.components_.T, stream.D0))
     return {**curve.result(), "samples_run": seen, "seconds_run": elapsed,
-            "stopped_by": "time budget" if elapsed > max_seconds else "sample budget", "alpha": alpha, "batch_size": batch}
+            "stopped_by": "time budget" if elapsed > max_seconds else "target" if stop_at_target and curve.hit else "sample budget", "alpha": alpha, "batch_size": batch}
 
 
 def mbdl_pilot(quick: bool) -> dict:

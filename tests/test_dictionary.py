@@ -134,6 +134,21 @@ def test_rank_deficient_gradient_gives_a_valid_oracle_step(n):
     np.testing.assert_allclose(R, polar(model.relaxed_dictionary), atol=1e-10)
 
 
+def test_frank_wolfe_gap_is_the_linear_oracles_improvement():
+    Y, _ = make_sparse_orthogonal(16 * 30, 8, seed=9)
+    model = FrankWolfeODL(n_features=8, batch_size=16, seed=10)
+    model.learn_many(Y)
+    state = model.state_dict()
+    G, D = state["averaged_gradient"], model.relaxed_dictionary
+    S = polar(G)  # the oracle's maximiser over the spectral-norm ball
+    assert model.frank_wolfe_gap == pytest.approx(np.sum(G * (S - D)), rel=1e-10)
+    rng = np.random.default_rng(11)
+    for _ in range(20):  # no other point of the ball improves more
+        other = polar(rng.standard_normal((8, 8))) * rng.uniform(0, 1)
+        assert np.sum(G * (other - D)) <= model.frank_wolfe_gap + 1e-12
+    assert model.frank_wolfe_gap > 0
+
+
 # --------------------------------------------------------------------------- the oracle's polar factor
 
 

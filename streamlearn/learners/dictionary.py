@@ -433,6 +433,16 @@ class FrankWolfeODL(base.Base):
         return self._D.copy()
 
     @property
+    def frank_wolfe_gap(self) -> float:
+        """``max_{‖S‖₂ ≤ 1} ⟨G_t, S − D_t⟩ = ‖G_t‖_* − ⟨G_t, D_t⟩`` for the averaged gradient ``G_t``.
+
+        The method's own stationarity measure (0 at a stationary point of the
+        relaxed problem, ≥ 0 otherwise); its convergence rate is stated for it.
+        Computed on demand (an SVD), not part of the state.
+        """
+        return float(np.linalg.svd(self._G, compute_uv=False).sum() - np.sum(self._G * self._D))
+
+    @property
     def n_steps(self) -> int:
         """Frank-Wolfe steps taken (full mini-batches learned)."""
         return self._steps
