@@ -94,14 +94,14 @@ def test_successors_follow_episodes():
 
 
 class ExactModel:
-    """s' = s + 0.1 a, predicted with certainty (or with a huge spread at non-logged actions)."""
+    """s' = s + 0.1 a, predicted with certainty (or, if ``unsure``, with a huge spread at sideways actions)."""
 
-    def __init__(self, unsure_of: np.ndarray | None = None):
-        self.unsure_of = unsure_of
+    def __init__(self, unsure: bool = False):
+        self.unsure = unsure
 
     def predict(self, obs, act):
         mean = obs + 0.1 * act
-        if self.unsure_of is not None and np.array_equal(act, self.unsure_of):
+        if self.unsure and np.any(act[:, 1] != 0):  # the logged actions never move sideways
             return np.stack([mean - 10, mean + 10])
         return np.stack([mean, mean])
 
@@ -136,10 +136,11 @@ def test_mbes_prefers_transitions_on_the_policy_trajectory():
 def test_mbes_follows_the_logged_trajectory_when_the_model_is_unsure():
     rng = np.random.default_rng(0)
     obs, act, next_obs, done = two_way_dataset(rng)
-    policy = np.tile([[1.0, 0.0]], (len(obs), 1)).astype(np.float32)
-    chosen = MBES(n_neighbors=16).select(
-        obs, act, next_obs, done, policy, ExactModel(unsure_of=policy), size=60, rng=rng
-    )
+    def policy(o):  # right and a little sideways: a move the model is unsure of
+        return np.tile([[1.0, 0.5]], (len(o), 1)).astype(np.float32)
+
+    # 100 = one batch of 10 lockstep walks along 10-step episodes: all of them are kept.
+    chosen = MBES(n_neighbors=16).select(obs, act, next_obs, done, policy, ExactModel(unsure=True), size=100, rng=rng)
     # Whole logged episodes, start to end, in both directions.
     assert sorted(chosen.tolist()) == sorted(set(chosen.tolist()))
     episodes = sorted({int(i) // 10 for i in chosen})
@@ -148,18 +149,22 @@ def test_mbes_follows_the_logged_trajectory_when_the_model_is_unsure():
 
 
 def test_mbes_ranks_the_nearest_states_by_their_predicted_next_state():
-    """The precomputed candidates of every transition are what a search over all states at each visit finds."""
+    """The k-d tree candidates of the walks' states are what a search over all states finds."""
+    from scipy.spatial import cKDTree
+
     rng = np.random.default_rng(0)
-    n, m = 300, 12
-    keys, mean_data, mean_policy = (rng.normal(size=(n, 3)) for _ in range(3))
-    var_data, var_policy = rng.uniform(0.5, 1.5, size=n), rng.uniform(0.5, 3.5, size=n)
-    ranked, confident = MBES(n_neighbors=m, confidence=2.0)._rank_candidates(
-        keys, mean_data, var_data, mean_policy, var_policy, chunk=64
+    n, m, walks = 300, 12, 40
+    keys, mean_data = rng.normal(size=(n, 3)), rng.normal(size=(n, 3))
+    mean_policy, var_policy = rng.normal(size=(walks, 3)), rng.uniform(0.5, 3.5, size=(walks, 3))
+    var_data = rng.uniform(0.5, 1.5, size=n)
+    here = rng.choice(n, walks, replace=False)
+    ranked, confident = MBES(n_neighbors=m, confidence=2.0)._rank(
+        cKDTree(keys), keys[here], m, mean_data, var_data, mean_policy, var_policy
     )
-    for k in range(n):
+    for w, k in enumerate(here):
         near = np.argsort(((keys - keys[k]) ** 2).sum(1))[:m]
-        assert ranked[k].tolist() == near[np.argsort(((mean_data[near] - mean_policy[k]) ** 2).sum(1))].tolist()
-        assert confident[k] == (var_policy[k] <= 2.0 * var_data[near].mean())
+        assert ranked[w].tolist() == near[np.argsort(((mean_data[near] - mean_policy[w]) ** 2).sum(1))].tolist()
+        assert confident[w] == (var_policy[w].mean() <= 2.0 * var_data[near].mean())
     assert 0 < confident.mean() < 1  # both branches occur
 
 
@@ -195,6 +200,21 @@ def test_mbes_walks_follow_a_policy_faster_than_the_data_instead_of_standing_sti
     assert coverage(kept) < coverage(uniform)
 
 
+def test_mbes_small_buffers_sample_whole_walks_not_their_first_steps():
+    """A buffer far smaller than a batch of walks holds states from all along the walks (issue 17, point 1)."""
+    env = PointMass(goals="positions")
+    data = env.dataset(0, 5000, "expert", seed=0)
+    step = np.tile(np.arange(env.horizon), len(data["obs"]) // env.horizon)  # time step of every transition
+    selector = MBES(n_walks=10)
+    chosen = selector.select(data["obs"], data["action"], data["next_obs"], data["done"],
+                             lambda o: env.expert_action(o, 0), PointMassModel(env), size=20,
+                             rng=np.random.default_rng(0))
+    assert len(set(chosen.tolist())) == 20 and selector.padded == 0
+    assert selector.walked >= 10 * 20  # ten walks of 20 steps or more
+    # Depth-first walks (or walks cut at N) would keep steps 0-1 of ten walks; a sample of the walks spreads out.
+    assert step[chosen].max() > 20 and step[chosen].mean() > 8
+
+
 @pytest.mark.parametrize("goals", ["directions", "positions"])
 def test_mbes_leaves_random_policy_transitions_of_mixed_data_behind(goals):
     env = PointMass(goals=goals)
@@ -203,14 +223,15 @@ def test_mbes_leaves_random_policy_transitions_of_mixed_data_behind(goals):
     chosen = MBES().select(data["obs"], data["action"], data["next_obs"], data["done"], policy,
                            PointMassModel(env), size=300, rng=np.random.default_rng(0))
     assert len(set(chosen.tolist())) == 300
-    # Half the data are random-policy transitions; the walks along the expert's trajectories rarely meet them.
+    # Half the data are random-policy transitions; the walks along the expert's trajectories rarely meet them
+    # (half the walks start on a random episode's first transition, which is kept: ~0.05 of the buffer).
     assert data["random_policy"].mean() == 0.5
-    assert data["random_policy"][chosen].mean() < 0.15
+    assert data["random_policy"][chosen].mean() < 0.2
 
 
 def test_mbes_buffer_holds_exactly_buffer_size_real_transitions(datasets):
     data = datasets["goal0"]
-    learner = tiny_oer(selection="mbes", buffer_size=25)
+    learner = tiny_oer(selection="mbes", buffer_size=25, dual_bc=False)  # (DBC copies the clone into the actor)
     learner.train_task("goal0", data)
     kept = learner.buffer("goal0")
     assert len(kept["reward"]) == 25
@@ -275,6 +296,64 @@ def test_dual_bc_keeps_old_task_actions_when_a_new_task_is_learned():
         drift[name] = float(np.abs(learner.act(probe, "goal0") - before).mean())
     assert drift["dbc"] < 0.05
     assert drift["dbc"] < 0.3 * drift["fine-tune"]
+
+
+def test_dual_bc_copies_the_clone_into_the_actor_after_each_task(datasets):
+    learner = tiny_oer(selection="random", dual_bc=True)
+    learner.train_task("goal0", datasets["goal0"])
+    for name, value in learner.clone_policy.state_dict().items():
+        assert torch.equal(learner.agent.actor.state_dict()[name], value), name
+    # The buffer's cloning targets are the TD3+BC actor's actions before the copy, so they differ from the clone's.
+    kept = learner.buffer("goal0")
+    assert not np.allclose(kept["target"], learner.act(kept["obs"], "goal0"))
+
+
+def test_replay_draws_one_batch_per_old_task(datasets, monkeypatch):
+    learner = tiny_oer(selection="random", dual_bc=False, buffer_size=10, batch_size=8)
+    env = PointMass()
+    seen = []
+    original = TD3BC.update
+
+    def spy(agent, batch, replay=None, replay_weight=1.0):
+        seen.append(None if replay is None else replay.task.tolist())
+        return original(agent, batch, replay, replay_weight)
+
+    monkeypatch.setattr(TD3BC, "update", spy)
+    for k in (0, 1, 2):
+        learner.train_task(f"goal{k}", env.dataset(k, 100, "medium", seed=k))
+    steps = learner.steps_per_task
+    assert seen[:steps] == [None] * steps
+    assert all(tasks == [0] * 8 for tasks in seen[steps : 2 * steps])
+    assert all(tasks == [0] * 8 + [1] * 8 for tasks in seen[2 * steps :])  # 8 rows of each old task
+
+
+def test_integer_task_ids_are_accepted_as_their_decimal_string(datasets):
+    learner = tiny_oer(selection="random")
+    events = list(transition_events({"7": datasets["goal0"]}))
+    for event in events:
+        learner.learn_one({**event, "task": 7})
+    assert learner.finished_tasks == ["7"]
+    assert learner.predict_one({"task": 7, "obs": [0.0] * 4}) == learner.predict_one({"task": "7", "obs": [0.0] * 4})
+
+
+def test_td3bc_states_are_normalised_per_task():
+    """Shifting and scaling the states changes nothing the agent does: it sees them standardised."""
+    rng = np.random.default_rng(0)
+    data = one_step_task(500, rng)
+    moved = {**data, "obs": data["obs"] * 50 + 100, "next_obs": data["next_obs"] * 50 + 100}
+    actions = []
+    for d in (data, moved):
+        agent = TD3BC(2, 1, n_tasks=2, config=TD3BCConfig(hidden=16, batch_size=32), seed=0)
+        agent.set_normalisation(1, d["obs"])
+        agent.fit(Transitions.from_arrays(d, task=1), steps=20, rng=np.random.default_rng(1))
+        actions.append(agent.act(d["obs"][:50], 1))
+        np.testing.assert_allclose(agent.obs_mean[1].numpy(), d["obs"].mean(0), rtol=1e-5)
+        np.testing.assert_allclose(agent.obs_std[1].numpy(), d["obs"].std(0) + 1e-3, rtol=1e-5)
+        assert torch.equal(agent.obs_mean[0], torch.zeros(2))  # other tasks keep their own statistics
+    np.testing.assert_allclose(actions[0], actions[1], atol=2e-3)
+    raw = TD3BC(2, 1, config=TD3BCConfig(hidden=16, batch_size=32, normalize_states=False), seed=0)
+    raw.set_normalisation(0, moved["obs"])
+    assert torch.equal(raw.obs_std[0], torch.ones(2))
 
 
 def test_task_change_finishes_the_open_task(datasets):
@@ -389,7 +468,8 @@ def test_bad_input_raises_and_changes_nothing(datasets):
         ({**good, "action": [0.0, float("nan")]}, ValueError, "action is not finite"),
         ({**good, "reward": float("inf")}, ValueError, "reward"),
         ({**good, "done": "yes"}, TypeError, "done"),
-        ({**good, "task": 3}, TypeError, "task"),
+        ({**good, "task": True}, TypeError, "task"),
+        ({**good, "task": 3.5}, TypeError, "task"),
         ({k: v for k, v in good.items() if k != "next_obs"}, ValueError, "next_obs"),
         ({**good, "task": "another"}, ValueError, "max_tasks"),
         ({"type": "task_end", "task": "another"}, ValueError, "open task"),

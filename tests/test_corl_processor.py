@@ -8,6 +8,7 @@ import tomllib
 import numpy as np
 import pytest
 import torch
+from structlog.testing import capture_logs
 
 from streamlearn.engine.checkpoint import CheckpointStore
 from streamlearn.engine.config import parse_config
@@ -74,7 +75,8 @@ GOOD = {
         ([1, 2], "JSON object"),
         ({**GOOD, "type": "jump"}, "type must be one of"),
         ({**GOOD, "task": ""}, "task must be a non-empty string"),
-        ({**GOOD, "task": 7}, "task must be a non-empty string"),
+        ({**GOOD, "task": True}, "task must be a non-empty string or an integer"),
+        ({**GOOD, "task": 7.5}, "task must be a non-empty string or an integer"),
         ({**GOOD, "obs": [0.0, 0.0]}, "obs must have 4 values"),
         ({**GOOD, "next_obs": [0.0, 0.0, 0.0, float("nan")]}, "next_obs[3] is not finite"),
         ({**GOOD, "action": [0.1, float("inf")]}, "action[1] is not finite"),
@@ -172,6 +174,23 @@ def test_replay_of_configs_oer_toml_end_to_end(tmp_path, events):
     ]
     (dead,) = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
     assert "obs[2] is not finite" in dead["reason"]
+
+
+def test_replay_with_integer_task_ids_learns_every_task_and_logs_its_progress(tmp_path, events):
+    """Issue 15 finding 5: integer task ids were all dead letters, and training was silent."""
+    numbered = [{**e, "task": int(e["task"][-1])} for e in events]  # goal0 -> 0, goal1 -> 1
+    numbered.append({"type": "act", "task": 1, "obs": [0.0, 0.0, 0.0, 0.0], "id": "q"})
+    path = write_jsonl(tmp_path / "stream.jsonl", numbered)
+    with capture_logs() as logged:
+        report = replay(parse_config(tiny_config(tmp_path), env={}), path, tmp_path / "report", progress=False)
+    assert report["dead_letters"] == 0
+    assert report["final_metrics"] == {"transitions": 120.0, "tasks_finished": 2.0, "actions": 1.0}
+    assert list(report["details"]["tasks"]) == ["0", "1"]
+    training = [e for e in logged if e.get("event") == "oer task training"]
+    # 10 steps per task: a line at the start and after every step (every 10% of 10 steps), for both tasks.
+    assert [(e["task"], e["step"]) for e in training] == [(t, k) for t in ("0", "1") for k in range(11)]
+    assert all("critic_loss" in e for e in training if e["step"] > 0)
+    assert [e["task"] for e in logged if e.get("event") == "oer task finished"] == ["0", "1"]
 
 
 def test_replay_resumed_from_a_checkpoint_equals_an_uninterrupted_replay(tmp_path, events):

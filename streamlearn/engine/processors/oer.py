@@ -2,7 +2,7 @@
 
 Events (one JSON object each):
 
-- a transition ``{"task": str, "obs": [...], "action": [...], "reward": number,
+- a transition ``{"task": str or int, "obs": [...], "action": [...], "reward": number,
   "next_obs": [...], "done": bool}`` (``"type": "transition"`` may be given) is
   stored for the open task. A transition of another task first finishes the
   open one;
@@ -27,6 +27,14 @@ unchanged: a ``task_end`` that does not name the open task, an ``act`` for a
 task never seen, a transition of a task beyond ``max_tasks`` or one arriving
 at a full task store with ``overflow = "reject"``.
 
+Task ids are strings or integers; an integer is used as its decimal string, so
+``3`` and ``"3"`` are the same task (and outputs name it ``"3"``).
+
+Training at a task end takes a while (seconds to minutes): it is logged as it
+goes (``oer task training`` about every 10% of the steps with the losses,
+``oer buffer selection``, ``oer task finished``), so a replay or the daemon is
+never silent while it learns.
+
 Options (``[processor]``): ``finish_on_flush`` (default true) finishes the open
 task when a finite stream (a replay) ends.
 """
@@ -37,10 +45,14 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+import structlog
+
 from streamlearn.engine.processor import BadEvent, Item, Output, Processor, finite_number, number_list
 from streamlearn.learners.base import State, json_state, load_json_state
 
 __all__ = ["OERProcessor"]
+
+log = structlog.get_logger("streamlearn.oer")
 
 EVENT_TYPES = ("transition", "task_end", "act")
 
@@ -58,6 +70,13 @@ class OERProcessor(Processor):
         self._counts = {"transitions": 0, "tasks_finished": 0, "actions": 0}
         #: Position of the last processed event: a task finished by flush() is reported there.
         self._last_position: dict[str, Any] | None = None
+        learner.on_progress = self._log_progress
+
+    @staticmethod
+    def _log_progress(event: dict[str, Any]) -> None:
+        stage = event.pop("stage")
+        message = {"train": "oer task training", "select": "oer buffer selection", "done": "oer task finished"}
+        log.info(message.get(stage, f"oer {stage}"), **event)
 
     # ----------------------------------------------------------------------- decoding
 
@@ -68,8 +87,10 @@ class OERProcessor(Processor):
         if kind not in EVENT_TYPES:
             raise BadEvent(f"type must be one of {', '.join(EVENT_TYPES)}, got {kind!r}")
         task = event.get("task")
+        if isinstance(task, int) and not isinstance(task, bool):
+            task = str(task)  # integer task ids name the task by their decimal string (3 and "3" are one task)
         if not isinstance(task, str) or not task:
-            raise BadEvent(f"task must be a non-empty string, got {task!r}")
+            raise BadEvent(f"task must be a non-empty string or an integer, got {task!r}")
         obs_dim, act_dim = self.learner.obs_dim, self.learner.act_dim
         if kind == "task_end":
             return kind, {"type": kind, "task": task}

@@ -5,9 +5,10 @@ policy; the learner never interacts with an environment. After a task it keeps
 only ``buffer_size`` transitions of it. OER combines:
 
 - **TD3+BC** (:class:`~streamlearn.learners.corl.TD3BC`) as the learner of the
-  current task. Its critic is re-initialised at the start of every task; the
-  actor continues. Policies know the task by a head per task or by a one-hot
-  task id in their input (``conditioning``).
+  current task, with states normalised by the task's data statistics. Its
+  critic is re-initialised at the start of every task; the actor continues.
+  Policies know the task by a head per task or by a one-hot task id in their
+  input (``conditioning``).
 - **MBES** (:class:`~streamlearn.learners.corl.MBES`): at the end of a task an
   ensemble transition model (:class:`~streamlearn.learners.corl.DynamicsEnsemble`)
   is trained on the task's data and used to pick the real transitions that lie
@@ -15,13 +16,39 @@ only ``buffer_size`` transitions of it. OER combines:
   finished policy's action ``π_i(s)`` as its cloning target.
 - **DBC** (dual behaviour cloning): a separate *clone policy* (the actor's
   architecture) learns, alongside TD3+BC, to match ``π(s)`` on the current
-  task's data and the stored ``π_j(s)`` on the buffer of every earlier task.
-  Acting uses the clone policy, so the cloning loss never disturbs Q-learning.
+  task's data and the stored ``π_j(s)`` on the buffer of every earlier task
+  (one replay batch per earlier task; their losses are averaged, as in the
+  public code). Acting uses the clone policy, so the cloning loss never disturbs
+  Q-learning. After each task the clone's weights are copied into the actor (as
+  the public code does), so the next task's TD3+BC starts from a policy that
+  still knows the old tasks.
 
 The paper's baselines are one parameter away: ``selection="random"`` (ER with a
 uniform sample), ``selection="none"`` (fine-tuning, nothing kept) and
-``dual_bc=False`` (the replayed cloning loss goes through the single TD3+BC
-actor, which then acts: plain ER).
+``dual_bc=False`` (the replayed cloning loss, one batch per old task, goes
+through the single TD3+BC actor, which then acts: plain ER).
+
+Task ids are strings; integers (not booleans) are accepted and used as their
+decimal string, so ``3`` and ``"3"`` name the same task.
+
+Progress: ``on_progress``, if set, is called with a dict at every stage of a task
+end (``stage``: ``"train"`` with ``step``/``steps`` and the losses about every
+10% of the steps, ``"select"``, ``"done"``); the stream processor logs these.
+
+Deviations from the paper (and why)
+-----------------------------------
+- MBES keeps a uniform sample of a whole batch of walks when the walks are longer
+  than the room left, instead of their first steps (see
+  :mod:`~streamlearn.learners.corl.mbes`), and a walk steps to the next-best
+  candidate instead of ending at a kept state.
+- The buffer is selected, and its cloning targets ``π_i(s)`` are computed, with
+  the TD3+BC actor of task ``i`` before the clone is copied into it; the public
+  code selects after the copy, with the clone.
+- ``conditioning="heads"`` (the default) puts one head per task on a shared
+  trunk, as ALGORITHMS.md describes the clone; the public code's single-head
+  option appends a one-hot task id (``conditioning="input"``).
+- Sizes are scaled to a CPU: the defaults are the paper's 2×256 MLPs, but a
+  stream config usually sets fewer steps and smaller networks.
 
 Stream form
 -----------
@@ -62,8 +89,11 @@ replay_weight
     Weight of the cloning loss on replayed buffers.
 n_models, dynamics_hidden, dynamics_steps, dynamics_lr
     The MBES transition-model ensemble (5 members, 2 hidden layers).
-n_neighbors, confidence, compare_dims
-    MBES candidate count, variance test λ and compared observation dimensions.
+n_neighbors, confidence, compare_dims, n_walks
+    MBES candidate count, variance test λ, compared observation dimensions and
+    walks advanced in lockstep.
+normalize_states
+    Standardise states with each task's data statistics (reference TD3+BC).
 seed
     Seeds every random choice (initialisation, batches, noise, selection).
 
@@ -92,7 +122,7 @@ gaisibo/CORL (d3rlpy). Written independently from the paper's description.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -159,6 +189,8 @@ class OER(base.Base):
         n_neighbors: int = 64,
         confidence: float = 2.0,
         compare_dims: Sequence[int] | None = None,
+        n_walks: int = 10,
+        normalize_states: bool = True,
         seed: int = 0,
     ):
         self.obs_dim = obs_dim
@@ -190,7 +222,11 @@ class OER(base.Base):
         self.n_neighbors = n_neighbors
         self.confidence = confidence
         self.compare_dims = compare_dims
+        self.n_walks = n_walks
+        self.normalize_states = normalize_states
         self.seed = seed
+        #: Called with a dict at every stage of a task end (see the module docstring); not part of the state.
+        self.on_progress: Callable[[dict[str, Any]], None] | None = None
 
         if min(obs_dim, act_dim, buffer_size, max_tasks, n_models, dynamics_hidden) < 1:
             raise ValueError(
@@ -217,9 +253,10 @@ class OER(base.Base):
             policy_freq=policy_freq,
             max_action=max_action,
             conditioning=conditioning,
+            normalize_states=normalize_states,
         )
         self.agent = TD3BC(obs_dim, act_dim, n_tasks=max_tasks, config=config, seed=seed)
-        self.selector = MBES(n_neighbors, confidence, compare_dims)
+        self.selector = MBES(n_neighbors, confidence, compare_dims, n_walks)
         self._rng = np.random.default_rng(seed)
         # A second torch stream (clone and dynamics initialisation), independent of the agent's.
         self._generator = torch.Generator().manual_seed(seed + 1)
@@ -295,15 +332,20 @@ class OER(base.Base):
         """Finish the open task (train, select its buffer); returns its summary with the wall time."""
         if self._current is None:
             raise ValueError(f"task_end for {task!r}, but no task is open")
-        if task is not None and task != self._current:
+        if task is not None and self._task_name(task) != self._current:
             raise ValueError(f"task_end for {task!r}, but the open task is {self._current!r}")
         started = time.perf_counter()
         task, head = self._current, self._tasks.index(self._current)
         data = self._data.arrays()
+        self._progress(stage="train", task=task, step=0, steps=self.steps_per_task, transitions=len(data["reward"]))
         losses = self._train(data, head)
-        padded = 0
+        padded = walked = 0
         if self.selection != "none":
-            self._buffers[head], padded = self._select(data, head)
+            self._progress(stage="select", task=task, selection=self.selection, buffer_size=self.buffer_size)
+            self._buffers[head], padded, walked = self._select(data, head)
+        if self.clone_policy is not None:
+            # DBC: the next task's TD3+BC starts from the clone, which still knows every old task.
+            self.agent.actor.load_state_dict(self.clone_policy.state_dict())
         summary = {
             "task": task,
             "task_index": head,
@@ -311,6 +353,7 @@ class OER(base.Base):
             "dropped": self._data.dropped,
             "buffer": len(self._buffers[head]["reward"]) if head in self._buffers else 0,
             "padded": padded,  # MBES: kept transitions no walk reached, drawn at random
+            "walked": walked,  # MBES: transitions the walks visited (the buffer is drawn from them)
             "steps": self.steps_per_task,
             **losses,  # the last critic_loss, actor_loss and (with DBC) clone_loss
         }
@@ -319,7 +362,9 @@ class OER(base.Base):
         self._summaries[task] = summary
         self._data.clear()
         self._current = None
-        return {**summary, "seconds": time.perf_counter() - started}
+        seconds = time.perf_counter() - started
+        self._progress(stage="done", task=task, seconds=round(seconds, 3), buffer=summary["buffer"])
+        return {**summary, "seconds": seconds}
 
     def train_task(self, task: str, data: Mapping[str, np.ndarray]) -> dict[str, Any]:
         """Batch path: learn a whole task from arrays (``obs``, ``action``, ``reward``, ``next_obs``, ``done``).
@@ -360,7 +405,7 @@ class OER(base.Base):
         else:
             with torch.no_grad():
                 heads = torch.full((len(batch),), head, dtype=torch.int64)
-                actions = self.clone_policy(torch.from_numpy(batch), heads).numpy()
+                actions = self.clone_policy(self.agent.normalise(torch.from_numpy(batch), heads), heads).numpy()
         return actions[0] if single else actions
 
     def predict_one(self, x: Mapping[str, Any]) -> list[float]:
@@ -371,9 +416,16 @@ class OER(base.Base):
 
     @staticmethod
     def _task_name(task: Any) -> str:
+        """The task's name: a non-empty string, or an integer id as its decimal string."""
+        if isinstance(task, int | np.integer) and not isinstance(task, bool | np.bool_):
+            return str(int(task))
         if not isinstance(task, str) or not task:
-            raise TypeError(f"task must be a non-empty string, got {task!r}")
+            raise TypeError(f"task must be a non-empty string or an integer, got {task!r}")
         return task
+
+    def _progress(self, **event: Any) -> None:
+        if self.on_progress is not None:
+            self.on_progress(event)
 
     def _head(self, task: str) -> int:
         if task not in self._tasks:
@@ -413,37 +465,45 @@ class OER(base.Base):
                 self._tasks.append(task)
             self._current = task
 
-    def _replay(self, exclude: int) -> Transitions | None:
-        parts = [Transitions.from_arrays(b, head) for head, b in sorted(self._buffers.items()) if head != exclude]
-        return Transitions.concat(parts) if parts else None
+    def _replay_batch(self, buffers: list[Transitions]) -> Transitions | None:
+        """One batch from every old task's buffer, concatenated: the MSE over it is the mean of the per-task losses."""
+        if not buffers:
+            return None
+        return Transitions.concat([b.sample(self._rng, self.batch_size) for b in buffers])
 
     def _train(self, data: Mapping[str, np.ndarray], head: int) -> dict[str, float]:
         agent = self.agent
+        agent.set_normalisation(head, data["obs"])
         agent.reset_critic()
         agent.sync_actor_target()
         current = Transitions.from_arrays(data, head)
-        replay = self._replay(exclude=head)
+        buffers = [Transitions.from_arrays(b, h) for h, b in sorted(self._buffers.items()) if h != head]
         losses: dict[str, float] = {}
-        for _ in range(self.steps_per_task):
+        report_every = max(1, self.steps_per_task // 10)
+        for step in range(1, self.steps_per_task + 1):
             batch = current.sample(self._rng, self.batch_size)
-            replay_batch = replay.sample(self._rng, self.batch_size) if replay is not None else None
+            replay_batch = self._replay_batch(buffers)
             if self.clone_policy is None:
                 losses.update(agent.update(batch, replay_batch, self.replay_weight))
             else:
                 losses.update(agent.update(batch))
                 losses["clone_loss"] = self._clone_step(batch, replay_batch)
+            if self.on_progress is not None and step % report_every == 0:
+                self._progress(stage="train", task=self._tasks[head], step=step, steps=self.steps_per_task,
+                               **{k: round(v, 5) for k, v in losses.items()})
         return losses
 
     def _clone_step(self, batch: Transitions, replay: Transitions | None) -> float:
         """One step of the clone policy: copy π on current data and the stored π_j on the buffers."""
         assert self.clone_policy is not None
-        with torch.no_grad():
-            target = self.agent.actor(batch.obs, batch.task)
         obs, task = batch.obs, batch.task
         if replay is not None:  # one forward pass for both parts
             obs, task = torch.cat([obs, replay.obs]), torch.cat([task, replay.task])
-        predicted = self.clone_policy(obs, task)
+        obs = self.agent.normalise(obs, task)
         n = len(batch)
+        with torch.no_grad():
+            target = self.agent.actor(obs[:n], batch.task)
+        predicted = self.clone_policy(obs, task)
         loss = F.mse_loss(predicted[:n], target)
         if replay is not None:
             loss = loss + self.replay_weight * F.mse_loss(predicted[n:], replay.target)
@@ -452,10 +512,10 @@ class OER(base.Base):
         self.clone_optimizer.step()
         return loss.item()
 
-    def _select(self, data: Mapping[str, np.ndarray], head: int) -> tuple[dict[str, np.ndarray], int]:
-        """The kept transitions with their cloning targets, and how many MBES had to pad at random."""
+    def _select(self, data: Mapping[str, np.ndarray], head: int) -> tuple[dict[str, np.ndarray], int, int]:
+        """The kept transitions with their cloning targets, how many MBES padded at random and how many it walked."""
         n, size = len(data["reward"]), self.buffer_size
-        padded = 0
+        padded = walked = 0
         if n <= size:
             index = np.arange(n)
         elif self.selection == "random":
@@ -473,14 +533,20 @@ class OER(base.Base):
                 self.dynamics_lr,
                 self._rng,
             )
-            policy_action = self.agent.act(data["obs"], head)
             index = self.selector.select(
-                data["obs"], data["action"], data["next_obs"], data["done"], policy_action, model, size, self._rng
+                data["obs"],
+                data["action"],
+                data["next_obs"],
+                data["done"],
+                lambda obs: self.agent.act(obs, head),
+                model,
+                size,
+                self._rng,
             )
-            padded = self.selector.padded
+            padded, walked = self.selector.padded, self.selector.walked
         kept = {key: data[key][index].copy() for key in FIELDS}
         kept["target"] = self.agent.act(kept["obs"], head).astype(np.float32)
-        return kept, padded
+        return kept, padded, walked
 
     # ----------------------------------------------------------------------- state
 

@@ -30,7 +30,14 @@ Offline datasets come from behaviour policies (``quality``):
   the goal;
 - ``"random"``: uniform actions;
 - ``"mixed"``: whole episodes of both, a share ``random_share`` of them random (at
-  random positions in the log) and the rest medium, like D4RL's medium-replay data.
+  random positions in the log) and the rest medium, like D4RL's medium-replay data;
+- ``"explore"``: wide random exploration plus a little noisy expert data. A share
+  ``random_share`` of the episodes start anywhere in the square
+  ``[−explore_radius, explore_radius]²`` with a random velocity and take uniform
+  actions; the others start like evaluation episodes and follow the expert with
+  N(0, 0.3²) action noise. The random episodes cover the state space (the critic
+  learns everywhere) but hardly ever lie on the expert's path, so a buffer drawn
+  uniformly from such data holds few states a good policy visits.
 
 Every dataset also holds ``random_policy``: whether a transition comes from a
 random-policy episode (learners ignore it; the benchmark reports what buffers keep).
@@ -60,7 +67,7 @@ import numpy as np
 
 __all__ = ["GOALS", "QUALITIES", "PointMass", "transition_events"]
 
-QUALITIES = ("expert", "medium", "random", "mixed")
+QUALITIES = ("expert", "medium", "random", "mixed", "explore")
 GOALS = ("directions", "positions")
 
 
@@ -75,6 +82,7 @@ class PointMass:
     start_noise: float = 0.1  # std of the start position
     goals: str = "directions"  # task family: "directions" or "positions"
     goal_radius: float = 2.0  # positions only: distance of the goal points from the origin
+    explore_radius: float = 3.0  # "explore" data: random episodes start in [-r, r]^2
 
     obs_dim = 4
     act_dim = 2
@@ -148,7 +156,7 @@ class PointMass:
     ) -> dict[str, np.ndarray]:
         """``n_transitions`` logged transitions of a behaviour policy, episode after episode.
 
-        ``random_share`` is the share of random-policy episodes of a ``"mixed"`` dataset.
+        ``random_share`` is the share of random-policy episodes of a ``"mixed"`` or ``"explore"`` dataset.
         """
         if quality not in QUALITIES:
             raise ValueError(f"quality must be one of {QUALITIES}, got {quality!r}")
@@ -163,12 +171,25 @@ class PointMass:
         if quality == "mixed":
             random_policy = np.zeros(n_episodes, dtype=bool)
             random_policy[rng.permutation(n_episodes)[: round(random_share * n_episodes)]] = True
+        elif quality == "explore":
+            random_policy = np.zeros(n_episodes, dtype=bool)
+            random_policy[rng.permutation(n_episodes)[: round(random_share * n_episodes)]] = True
+            wide = np.concatenate(
+                [rng.uniform(-self.explore_radius, self.explore_radius, size=(n_episodes, 2)),
+                 rng.uniform(-1.0, 1.0, size=(n_episodes, 2))],
+                axis=1,
+            )
+            obs = np.where(random_policy[:, None], wide, obs)
         else:
             random_policy = np.full(n_episodes, quality == "random")
         steps = []
         for _ in range(self.horizon):
             if quality == "expert":
                 action = self.expert_action(obs, task)
+            elif quality == "explore":
+                noisy = self.expert_action(obs, task) + rng.normal(0.0, 0.3, size=(n_episodes, 2))
+                uniform = rng.uniform(-1.0, 1.0, size=(n_episodes, 2))
+                action = np.clip(np.where(random_policy[:, None], uniform, noisy), -1.0, 1.0)
             elif quality == "random":
                 action = rng.uniform(-1.0, 1.0, size=(n_episodes, 2))
             else:  # medium, or mixed: medium with some episodes replaced by random ones

@@ -6,7 +6,11 @@ but stays near the data:
 
     actor loss = −(α / mean|Q(s, π(s))|) · mean Q(s, π(s)) + mean (π(s) − a)²
 
-Dividing by mean|Q| makes α (2.5) independent of the reward scale. Here the
+Dividing by mean|Q| makes α (2.5) independent of the reward scale. As in the
+reference TD3+BC, states are normalised with the mean and standard deviation
+(+ 10⁻³) of the training data's observations; here each task has its own
+statistics (:meth:`TD3BC.set_normalisation`), fixed when the task is learned, so
+what an old task's policy sees does not change when later tasks arrive. Here the
 policy serves several tasks — one head per task on a shared trunk, or a one-hot
 task id appended to the observation (``conditioning``) — and the critic sees
 the task as a one-hot input, so a batch may mix tasks (the multi-task
@@ -85,6 +89,7 @@ class TD3BCConfig:
     policy_freq: int = 2  # one actor step every this many critic steps
     max_action: float = 1.0  # actions lie in [-max_action, max_action]
     conditioning: str = "heads"  # how the actor knows the task: "heads" (one per task) or "input" (one-hot)
+    normalize_states: bool = True  # standardise states with each task's data statistics (reference TD3+BC)
 
     def __post_init__(self) -> None:
         for name in ("hidden", "n_layers", "batch_size", "policy_freq"):
@@ -172,6 +177,27 @@ class TD3BC:
         self.reset_critic()
         #: Critic steps taken so far (the actor steps every ``policy_freq``-th).
         self.n_updates = 0
+        #: Per-task state statistics (identity until :meth:`set_normalisation` is called for a task).
+        self.obs_mean = torch.zeros(self.n_tasks, self.obs_dim)
+        self.obs_std = torch.ones(self.n_tasks, self.obs_dim)
+
+    def set_normalisation(self, task: int, obs: np.ndarray) -> None:
+        """Fix task ``task``'s state statistics from its data (a no-op without ``normalize_states``)."""
+        if not self.config.normalize_states or len(obs) == 0:
+            return
+        obs = np.asarray(obs, dtype=np.float64)
+        self.obs_mean[task] = torch.from_numpy(obs.mean(0)).float()
+        self.obs_std[task] = torch.from_numpy(obs.std(0) + 1e-3).float()  # the reference's epsilon
+
+    def normalise(self, obs: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        """States as the networks see them: standardised with each row's task statistics."""
+        return (obs - self.obs_mean[task]) / self.obs_std[task]
+
+    def normalised(self, batch: Transitions) -> Transitions:
+        """``batch`` with ``obs`` and ``next_obs`` normalised (the networks' view of it)."""
+        return dataclasses.replace(
+            batch, obs=self.normalise(batch.obs, batch.task), next_obs=self.normalise(batch.next_obs, batch.task)
+        )
 
     def reset_critic(self) -> None:
         """A freshly initialised critic, its target and optimiser (done at the start of every task)."""
@@ -186,8 +212,12 @@ class TD3BC:
     def update(
         self, batch: Transitions, replay: Transitions | None = None, replay_weight: float = 1.0
     ) -> dict[str, float]:
-        """One critic step, and every ``policy_freq``-th call one actor step; returns the losses."""
+        """One critic step, and every ``policy_freq``-th call one actor step; returns the losses.
+
+        ``batch`` and ``replay`` hold raw states (normalised here).
+        """
         c = self.config
+        batch = self.normalised(batch)
         with torch.no_grad():
             noise = torch.randn(batch.action.shape, generator=self.generator) * c.policy_noise
             noise = noise.clamp(-c.noise_clip, c.noise_clip) * c.max_action
@@ -209,7 +239,8 @@ class TD3BC:
         lmbda = c.alpha / q.abs().mean().detach().clamp_min(1e-6)
         actor_loss = -lmbda * q.mean() + F.mse_loss(pi, batch.action)
         if replay is not None:
-            actor_loss = actor_loss + replay_weight * F.mse_loss(self.actor(replay.obs, replay.task), replay.target)
+            replay_obs = self.normalise(replay.obs, replay.task)
+            actor_loss = actor_loss + replay_weight * F.mse_loss(self.actor(replay_obs, replay.task), replay.target)
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_optimizer.step()
@@ -232,7 +263,7 @@ class TD3BC:
         obs = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(-1, self.obs_dim))
         heads = torch.as_tensor(np.broadcast_to(np.asarray(task, dtype=np.int64), (obs.shape[0],)).copy())
         with torch.no_grad():
-            return self.actor(obs, heads).numpy()
+            return self.actor(self.normalise(obs, heads), heads).numpy()
 
     # ----------------------------------------------------------------------- state
 
@@ -245,7 +276,12 @@ class TD3BC:
         }
 
     def state_dict(self) -> State:
-        state: State = {"n_updates": self.n_updates, "generator": torch_generator_state(self.generator)}
+        state: State = {
+            "n_updates": self.n_updates,
+            "generator": torch_generator_state(self.generator),
+            "obs_mean": self.obs_mean.numpy().copy(),
+            "obs_std": self.obs_std.numpy().copy(),
+        }
         for name, module in self._parts().items():
             state.update({f"{name}/{k}": v for k, v in torch_module_state(module).items()})
         for name, opt in (("actor_optimizer", self.actor_optimizer), ("critic_optimizer", self.critic_optimizer)):
@@ -261,4 +297,9 @@ class TD3BC:
         load_torch_optimizer_state(self.actor_optimizer, subset(state, "actor_optimizer/"))
         load_torch_optimizer_state(self.critic_optimizer, subset(state, "critic_optimizer/"))
         self.n_updates = int(state["n_updates"])
+        for name in ("obs_mean", "obs_std"):
+            value = np.asarray(state[name], dtype=np.float32)
+            if value.shape != (self.n_tasks, self.obs_dim):
+                raise ValueError(f"{name} must have shape {(self.n_tasks, self.obs_dim)}, got {value.shape}")
+            setattr(self, name, torch.from_numpy(value.copy()))
         load_torch_generator_state(self.generator, state["generator"])
