@@ -21,7 +21,7 @@ Three kinds of recovery curves r_i(d) (d = idle periods, flat from d_max = 10 on
 
    All periodic rows are exact long-run rewards (``average_reward``); greedy's is
    its mean expected reward over 3,000 periods.
-2. Online, r unknown: N = 10, K = 2, T = 100,000 periods, seed 0 (one run per kind fits the 15-minute budget), Bernoulli
+2. Online, r unknown: N = 10, K = 2, T = 100,000 periods, seeds 0, 1, 2, Bernoulli
    rewards. RecoveringUCB (the default: harmonic chains, greedy offsets, a
    plan-level ESCB bound and doubling epochs — the paper's UCB-plus-planner idea
    with the project's additions), UCB-greedy and plain UCB (river's ``bandit.UCB``).
@@ -291,7 +291,7 @@ def main(argv=None) -> dict:
         latency_periods = 500
     else:
         ks, instances, draws, greedy_periods = (1, 2, 4, 8, 16, 32), 10, 5, 3000
-        online = {"n_arms": 10, "k": 2, "periods": 100_000, "seeds": [0]}
+        online = {"n_arms": 10, "k": 2, "periods": 100_000, "seeds": [0, 1, 2]}
         latency_periods = 3000
     started = time.perf_counter()
     offline = offline_trend(KINDS, ks, 5, instances, draws, greedy_periods)
