@@ -336,6 +336,21 @@ def test_integer_task_ids_are_accepted_as_their_decimal_string(datasets):
     assert learner.predict_one({"task": 7, "obs": [0.0] * 4}) == learner.predict_one({"task": "7", "obs": [0.0] * 4})
 
 
+def test_a_task_end_trains_on_the_configured_threads_and_restores_them(datasets):
+    learner = tiny_oer(threads=1)
+    during = []
+    learner.on_progress = lambda event: during.append(torch.get_num_threads())
+    torch.set_num_threads(2)
+    try:
+        learner.train_task("goal0", datasets["goal0"])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert set(during[:-1]) == {1} and during[-1] == 2  # every stage but "done" (reported after the restore)
+    with pytest.raises(ValueError, match="threads"):
+        OER(4, 2, threads=0)
+
+
 def test_td3bc_states_are_normalised_per_task():
     """Shifting and scaling the states changes nothing the agent does: it sees them standardised."""
     rng = np.random.default_rng(0)
