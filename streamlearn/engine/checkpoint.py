@@ -23,7 +23,9 @@ includes, events processed, the SHA-256 of the state (``state_hash``), metrics
 and the wall-clock time.
 
 ``manifest.json`` beside the checkpoints lists them oldest first (file name,
-sequence, events, hash, positions, time) and is plain JSON.
+sequence, events, hash, positions, time) and is plain JSON. Its entries are
+validated on read (:mod:`streamlearn.engine.manifest`): only plain file names of
+the store's own pattern are ever read or deleted.
 
 Rules (see DESIGN.md): a checkpoint is written under a temporary name, fsync'd and
 renamed; the manifest likewise, so a reader never sees half of either. Loading
@@ -57,6 +59,7 @@ import pyarrow.parquet as pq
 import structlog
 
 from streamlearn import __version__
+from streamlearn.engine.manifest import MAX_MANIFEST_BYTES, InvalidManifest, checkpoint_seq, parse_manifest
 from streamlearn.learners.base import State, check_state, entry_bytes, state_hash
 
 __all__ = [
@@ -376,7 +379,9 @@ class CheckpointStore:
         # it goes into the footer, which is written last.
         hashing = _HASH_THREAD.submit(state_hash, state)
         entries = self._read_manifest()
-        seq = max((e.seq for e in entries), default=0) + 1
+        # Past every file too: a file the manifest does not list (an ignored entry's, one
+        # whose manifest update was lost) is never overwritten.
+        seq = max((e.seq for e in [*entries, *self._scan()]), default=0) + 1
         now = dt.datetime.now(dt.UTC)
         metadata = {
             "format": FORMAT,
@@ -470,14 +475,18 @@ class CheckpointStore:
         self._write_atomic(MANIFEST, lambda f: f.write(body))
 
     def _read_manifest(self) -> list[CheckpointInfo]:
+        """The valid manifest entries (see :mod:`streamlearn.engine.manifest`), else the directory's files."""
+        path = self._path(MANIFEST)
         try:
-            with self.fs.open_input_stream(self._path(MANIFEST)) as f:
-                data = json.loads(f.read())
-            return [CheckpointInfo(**e) for e in data["checkpoints"]]
+            with self.fs.open_input_stream(path) as f:
+                body = f.read(MAX_MANIFEST_BYTES + 1)
+            if len(body) > MAX_MANIFEST_BYTES:
+                raise InvalidManifest(f"larger than {MAX_MANIFEST_BYTES} bytes")
+            return parse_manifest(json.loads(body), CheckpointInfo, where=path)
         except FileNotFoundError:
             return self._scan()
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("manifest unreadable; scanning the directory instead", error=str(exc))
+        except (OSError, ValueError, RecursionError) as exc:  # InvalidManifest and JSON errors are ValueErrors
+            log.error("manifest unreadable; scanning the directory instead", manifest=path, error=str(exc))
             return self._scan()
 
     def _scan(self) -> list[CheckpointInfo]:
@@ -485,13 +494,9 @@ class CheckpointStore:
         selector = pafs.FileSelector(self.root, allow_not_found=True)
         entries = []
         for item in self.fs.get_file_info(selector):
-            base = item.base_name
-            if base.startswith(PREFIX) and base.endswith(".parquet"):
-                try:
-                    seq = int(base[len(PREFIX) : -len(".parquet")])
-                except ValueError:
-                    continue
-                entries.append(CheckpointInfo(file=base, seq=seq, events=-1, sha256="", time="", bytes=item.size or 0))
+            seq = checkpoint_seq(item.base_name)
+            if seq is not None and item.type == pafs.FileType.File:
+                entries.append(CheckpointInfo(file=item.base_name, seq=seq, events=-1, sha256="", time="", bytes=item.size or 0))
         return sorted(entries, key=lambda e: e.seq)
 
     def list(self) -> list[CheckpointInfo]:
@@ -501,7 +506,9 @@ class CheckpointStore:
     # ------------------------------------------------------------------ reading
 
     def load(self, name: str) -> Checkpoint:
-        """Load one checkpoint by file name (verifies its hash)."""
+        """Load one checkpoint by file name (verifies its hash); only names of the store's own pattern."""
+        if checkpoint_seq(name) is None:
+            raise ValueError(f"{name!r} is not a checkpoint file name of this store (checkpoint-<digits>.parquet)")
         return read_checkpoint(self._path(name), self.fs)
 
     def load_latest(self) -> Checkpoint | None:
