@@ -154,7 +154,7 @@ class Engine:
         self.stats = RunStats()
         processor.emit = outputs is not None
         processor.limits = limits
-        self.safe_point = SafePoint(processor, every=safe_point_every, replay_batch=batch_size)
+        self.safe_point = SafePoint(processor, every=safe_point_every)
         if checkpointer is not None:
             checkpointer.guard = self.guard
 
@@ -254,7 +254,7 @@ class Engine:
         """Remove from the state every event after which it held new NaN or infinite values."""
         safe_point = self.safe_point
         while (index := safe_point.culprit()) is not None:
-            item = safe_point.journal.pop(index)
+            item = safe_point.remove(index)
             self.stats.diverged += 1
             log.error(
                 "the learner diverged (NaN or infinite state); going back to the last good state "

@@ -16,6 +16,10 @@ checkpoint; a state found unhealthy there is repaired by :meth:`SafePoint.culpri
 the first journal event after which the state is unhealthy (found by bisection)
 is the one that caused it.
 
+The journal is re-run in the micro-batches it was processed in (it keeps their
+sizes): a learner fed mini-batches (``[processor] mini_batch``) learns each batch
+as a whole, so the same events cut differently would give a different state.
+
 Cost on the hot path: the journal keeps references to the decoded events, and a
 safe point (a state copy and a health check) is taken every ``every`` events
 and at each checkpoint.
@@ -88,15 +92,14 @@ class SafePoint:
         Whose state (with its learner's) is kept.
     every
         Events between safe points taken by the engine on its own.
-    replay_batch
-        Events per ``process`` call when the journal is re-run.
     """
 
-    def __init__(self, processor: Processor, every: int = 1000, replay_batch: int = 256):
+    def __init__(self, processor: Processor, every: int = 1000):
         self.processor = processor
         self.every = every
-        self.replay_batch = replay_batch
         self.journal: list[Item] = []
+        #: Sizes of the ``process`` calls the journal's events came in, in order.
+        self._batches: list[int] = []
         self._good: dict[str, Any] | None = None
         self._baseline = 0
 
@@ -111,6 +114,7 @@ class SafePoint:
         self._good = _copy(state)
         self._baseline = count_nonfinite(self._good)
         self.journal = []
+        self._batches = []
         return state
 
     @property
@@ -118,8 +122,23 @@ class SafePoint:
         return len(self.journal) >= self.every
 
     def record(self, items: list[Item]) -> None:
-        """``items`` are now in the state."""
-        self.journal.extend(items)
+        """``items`` (one ``process`` call) are now in the state."""
+        if items:
+            self.journal.extend(items)
+            self._batches.append(len(items))
+
+    def remove(self, index: int) -> Item:
+        """Take the journal's event ``index`` out (its batch is re-run without it)."""
+        end = 0
+        for i, size in enumerate(self._batches):
+            end += size
+            if index < end:
+                if size == 1:
+                    del self._batches[i]
+                else:
+                    self._batches[i] -= 1
+                break
+        return self.journal.pop(index)
 
     def healthy(self, state: Mapping[str, Any] | None = None) -> bool:
         if not self.ready:
@@ -137,11 +156,15 @@ class SafePoint:
         processor.learner.load_state_dict(subset(state, "learner/"))
         processor.load_state_dict(subset(state, "processor/"))
         processor.vocabulary = vocabulary
-        journal = self.journal if upto is None else self.journal[:upto]
+        upto = len(self.journal) if upto is None else upto
         emit, processor.emit = processor.emit, False
         try:
-            for start in range(0, len(journal), self.replay_batch):
-                processor.process(journal[start : start + self.replay_batch])
+            start = 0
+            for size in self._batches:
+                if start >= upto:
+                    break
+                processor.process(self.journal[start : min(start + size, upto)])
+                start += size
         finally:
             processor.emit = emit
             processor.take_rejected()  # already dead letters the first time

@@ -24,6 +24,11 @@ detectors predict their score (``score_one``) and learn without a label.
 included, and records it in the config form, so ``streamlearn.load_learner`` can
 rebuild it from a checkpoint.
 
+A pipeline made only of river's mini-batch steps (``preprocessing.StandardScaler``,
+``linear_model.LogisticRegression`` / ``LinearRegression``, ...) also has
+``predict_many`` / ``predict_proba_many`` / ``learn_many`` over lists of feature
+dicts (river's own take pandas frames), which ``[processor] mini_batch`` uses.
+
 ``naive_bayes.GaussianNB`` keeps an unseeded random generator in each per-feature
 Gaussian (river uses it only for sampling, never for predictions): its state, and
 so the checkpoint hash, differs between two runs on the same data even though
@@ -61,6 +66,9 @@ KINDS = {"classifier": base.Classifier, "regressor": base.Regressor, "anomaly": 
 
 build_river_object = river_spec.build
 
+#: river's mini-batch step types: a pipeline of these has ``learn_many`` / ``predict_many``.
+_MINI_BATCH = (base.MiniBatchTransformer, base.MiniBatchSupervisedTransformer, base.MiniBatchClassifier, base.MiniBatchRegressor)
+
 
 def model_kind(estimator: Any) -> str | None:
     """``"classifier"``, ``"regressor"`` or ``"anomaly"`` for a model ``name = "river"`` runs, else None."""
@@ -72,6 +80,15 @@ def model_kind(estimator: Any) -> str | None:
         if isinstance(estimator, cls):
             return kind
     return "anomaly" if isinstance(estimator, AnomalyFilter) else None
+
+
+def _frame(X: Sequence[Mapping[str, float]]) -> Any:
+    """Feature dicts as a pandas frame; a feature an event lacks is 0 there (per event
+    river skips it: a mini-batch of events with different feature sets learns differently)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(X)
+    return frame.fillna(0.0) if frame.isna().values.any() else frame
 
 
 class RiverLearner:
@@ -135,6 +152,24 @@ class RiverLearner:
             self.predict_one = pipeline.predict_one
         if self.is_classifier:
             self.predict_proba_one = pipeline.predict_proba_one
+        steps = pipeline.steps.values() if isinstance(pipeline, compose.Pipeline) else [pipeline]
+        if kind != "anomaly" and all(isinstance(step, _MINI_BATCH) for step in steps):
+            self.predict_many, self.learn_many = self._predict_many, self._learn_many
+            if self.is_classifier:
+                self.predict_proba_many = self._predict_proba_many
+
+    # river's mini-batch methods take and give pandas objects; the engine has lists.
+
+    def _predict_many(self, X: Sequence[Mapping[str, float]]) -> list[Any]:
+        return self.pipeline.predict_many(_frame(X)).tolist()
+
+    def _predict_proba_many(self, X: Sequence[Mapping[str, float]]) -> list[dict[Any, float]]:
+        return self.pipeline.predict_proba_many(_frame(X)).to_dict("records")
+
+    def _learn_many(self, X: Sequence[Mapping[str, float]], y: Sequence[Any]) -> None:
+        import pandas as pd
+
+        self.pipeline.learn_many(_frame(X), pd.Series(y))
 
     def _check_storable(self) -> None:
         try:

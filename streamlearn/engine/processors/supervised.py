@@ -12,6 +12,15 @@ trained per micro-batch: ``predict_many`` over the batch, scoring, then one
 ``learn_many`` of its labelled events (with a label delay above 1 it goes event by
 event).
 
+``[processor] mini_batch = N`` feeds any learner with a mini-batch form
+(``predict_many`` and ``learn_many``: river pipelines made of river's mini-batch
+transformers and linear models, the torch learner) in batches of at most N
+events, prequential order kept: the whole batch is predicted, then learned. A
+mini-batch never spans two engine micro-batches (``[engine] batch_size``, cut at
+multiples of ``[eval] history_every``), so take N dividing both. When a batch
+fails the engine redoes it event by event (batches of one; see
+``engine.safepoint``), so a bad event is a dead letter on its own.
+
 An anomaly detector (a river ``AnomalyDetector``, ``learner.kind == "anomaly"``)
 scores every event and learns every event, labelled or not: its outputs are
 ``{"score": s}``, and an optional ``y`` (true/1 = anomaly, false/0 = normal) only
@@ -26,6 +35,7 @@ The waiting events are part of the checkpointed state.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -42,6 +52,12 @@ _BINARY_LABELS = (True, False)  # 1 == True and 0 == False, so 0/1 fit too
 class SupervisedProcessor(Processor):
     """Test-then-train over ``{"x", "y"}`` events."""
 
+    @dataclasses.dataclass
+    class Options:
+        #: Events per ``predict_many`` / ``learn_many`` call (0: event by event, or the
+        #: whole micro-batch for a learner that learns in batches).
+        mini_batch: int = 0
+
     def __init__(self, learner: Any, *args: Any, **kwargs: Any):
         self.is_classifier = bool(getattr(learner, "is_classifier", None) or getattr(learner, "_is_classifier", False))
         self.is_anomaly = getattr(learner, "kind", None) == "anomaly"
@@ -50,10 +66,24 @@ class SupervisedProcessor(Processor):
         self._binary = self.is_classifier and getattr(getattr(learner, "pipeline", learner), "_multiclass", True) is False
         super().__init__(learner, *args, **kwargs)
         self._use_proba = self.metric_set.needs_proba and hasattr(learner, "predict_proba_one")
+        self._mini_batch = self.options.mini_batch
+        if self._mini_batch:
+            self._check_mini_batch(learner)
         # A learner that learns in batches (torch) is tested then trained per micro-batch.
-        self._batched = getattr(learner, "learns_in_batches", False) and self.eval.label_delay <= 1
+        self._batched = bool(self._mini_batch) or (getattr(learner, "learns_in_batches", False) and self.eval.label_delay <= 1)
         #: (x, y, y_pred, proba) waiting for their label to be revealed.
         self._delayed: collections.deque = collections.deque()
+
+    def _check_mini_batch(self, learner: Any) -> None:
+        if self._mini_batch < 0:
+            raise ValueError(f"mini_batch must be 0 (off) or a number of events, got {self._mini_batch}")
+        missing = [m for m in ("predict_many", "learn_many") if not callable(getattr(learner, m, None))]
+        if missing:
+            raise ValueError(f"mini_batch needs a learner with a mini-batch form; {learner!r} has no {' or '.join(missing)}()")
+        if self.is_anomaly:
+            raise ValueError("mini_batch is for classifiers and regressors, not anomaly detectors")
+        if self.eval.label_delay > 1:
+            raise ValueError("mini_batch learns each batch right after predicting it, so it cannot wait for delayed labels (eval.label_delay)")
 
     def decode(self, event: Any) -> tuple[dict, Any]:
         x = numeric_features(event, limits=self.limits)
@@ -139,9 +169,19 @@ class SupervisedProcessor(Processor):
         return outputs
 
     def _process_batch(self, items: list[Item]) -> list[Output]:
+        size = self._mini_batch or len(items)
+        outputs: list[Output] = []
+        for start in range(0, len(items), size):
+            outputs.extend(self._test_then_train(items[start : start + size]))
+        return outputs
+
+    def _test_then_train(self, items: list[Item]) -> list[Output]:
+        """Predict the whole batch, score it, then learn its labelled events."""
         learner = self.learner
         X = [item.value[0] for item in items]
         predictions = learner.predict_many(X)
+        if not self.is_classifier and not math.isfinite(sum(predictions)):
+            raise NonFiniteOutput(f"a prediction is not finite: {[p for p in predictions if not math.isfinite(p)][:3]}")
         probas = learner.predict_proba_many(X) if self._use_proba else [None] * len(X)
         outputs: list[Output] = []
         labelled_x, labels = [], []
@@ -156,7 +196,8 @@ class SupervisedProcessor(Processor):
                 self.metric_set.update(y, y_pred, proba)
             labelled_x.append(x)
             labels.append(y)
-        learner.learn_many(labelled_x, labels)
+        if labels:
+            learner.learn_many(labelled_x, labels)
         return outputs
 
     def _process_anomaly(self, items: list[Item]) -> list[Output]:
