@@ -1,4 +1,8 @@
-"""structlog set-up: readable console lines in a terminal, JSON lines otherwise (the daemon)."""
+"""structlog set-up: readable console lines in a terminal, JSON lines otherwise (the daemon).
+
+Every line is redacted (:func:`streamlearn.redact.redact_log_event`): a value under a
+secret's name, or a URI's password, never reaches the log.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import logging
 import sys
 
 import structlog
+
+from streamlearn.redact import redact_log_event
 
 __all__ = ["configure_logging"]
 
@@ -21,6 +27,7 @@ def configure_logging(level: str = "info", json_logs: bool | None = None) -> Non
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redact_log_event,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from streamlearn.engine.checkpoint import CheckpointStore, read_checkpoint
+from streamlearn.redact import redact
 
 __all__ = ["main"]
 
@@ -26,7 +27,9 @@ def _summary(path: str) -> dict[str, Any]:
     return {
         "path": checkpoint.path,
         "hash_verified": True,
-        **{k: meta.get(k) for k in ("seq", "time", "events", "sha256", "positions", "metrics", "learner", "versions")},
+        **{k: meta.get(k) for k in ("seq", "time", "events", "sha256", "positions", "metrics", "versions")},
+        # Checkpoints written before parameters were redacted may still hold secrets.
+        "learner": redact(meta.get("learner")),
         "entries": entries,
     }
 

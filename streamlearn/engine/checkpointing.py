@@ -35,6 +35,7 @@ import structlog
 from streamlearn.connectors.base import Sink, Source
 from streamlearn.engine.checkpoint import Checkpoint, CheckpointInfo, CheckpointStore
 from streamlearn.learners.base import state_hash, subset
+from streamlearn.redact import redact
 
 __all__ = ["Checkpointer", "learner_spec", "state_of"]
 
@@ -50,7 +51,11 @@ def state_of(learner: Any, processor: Any = None) -> dict[str, Any]:
 
 
 def learner_spec(learner: Any, name: str | None = None, params: dict | None = None) -> dict[str, Any]:
-    """What a checkpoint records about the learner: its class and its (JSON) parameters."""
+    """What a checkpoint records about the learner: its class and its (JSON) parameters.
+
+    Parameters named like secrets are redacted (:mod:`streamlearn.redact`): a
+    checkpoint store is read by more people than the config is.
+    """
     cls = type(learner)
     if params is None:
         get_params = getattr(learner, "_get_params", None)
@@ -58,7 +63,7 @@ def learner_spec(learner: Any, name: str | None = None, params: dict | None = No
     return {
         "name": name,
         "class": f"{cls.__module__}:{cls.__qualname__}",
-        "params": _jsonable(params),
+        "params": redact(_jsonable(params)),
     }
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from streamlearn.engine import registry
 from streamlearn.engine.processor import DEFAULT_LIMITS, EvalOptions, InputLimits, MetricSet
+from streamlearn.redact import REDACTED, is_secret_key
 
 __all__ = [
     "CheckpointConfig",
@@ -151,7 +152,7 @@ class Config:
     kafka: KafkaConfig = dataclasses.field(default_factory=KafkaConfig)
     #: Where the config came from (for reports).
     source: str | None = None
-    #: The raw tables as loaded (for reports and checkpoint metadata).
+    #: The raw tables as loaded, secrets included: echo them only through ``streamlearn.redact.redact``.
     raw: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def build_learner(self) -> Any:
@@ -227,7 +228,8 @@ def _from_table(cls: type, table: Any, path: str) -> Any:
             raise _unknown_key(path, key, list(fields))
         tp = hints[key]
         if not _fits(value, tp):
-            raise ConfigError(f"{path}.{key} must be {_type_name(tp)}, got {value!r}")
+            shown = REDACTED if is_secret_key(key) else repr(value)
+            raise ConfigError(f"{path}.{key} must be {_type_name(tp)}, got {shown}")
         values[key] = float(value) if tp is float else value
     missing = [
         name
@@ -284,7 +286,11 @@ def _apply_env(table: dict[str, Any], env: typing.Mapping[str, str]) -> dict[str
 
 
 def parse_config(data: dict[str, Any], source: str | None = None, env: typing.Mapping[str, str] | None = None) -> Config:
-    """Validate parsed TOML tables and return a :class:`Config`; builds nothing."""
+    """Validate parsed TOML tables and return a :class:`Config`; builds nothing.
+
+    A learner of your own (``"package.module:Class"``) is imported to check that it is
+    a learner class; built-in learners are imported only when built.
+    """
     env = os.environ if env is None else env
     known = [*_SECTIONS, "processor"]
     for key in data:
@@ -306,6 +312,12 @@ def parse_config(data: dict[str, Any], source: str | None = None, env: typing.Ma
     except registry.UnknownName as exc:
         raise ConfigError(f"learner: {exc}") from None
     _from_table(cls.Options, processor, "processor")
+    if config.learner.name not in registry.LEARNERS:
+        # A learner of your own is imported and checked now, before anything runs.
+        try:
+            registry.learner_class(config.learner.name)
+        except registry.UnknownName as exc:
+            raise ConfigError(f"learner.name: {exc}") from None
     return config
 
 

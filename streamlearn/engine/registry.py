@@ -2,8 +2,11 @@
 
 A config's ``[learner] name`` is one of the names below, or ``"package.module:Class"``
 for a learner of your own together with ``processor = "<one of PROCESSORS>"``.
-Modules are imported only when used, so a learner's heavy dependencies (torch)
-cost nothing to the others.
+Such a name must be a class with the learner's methods (``LEARNER_METHODS``): a
+function (``os:system``), a module or a class that is no learner (``subprocess:Popen``)
+is refused before it is called. Naming importable code makes a config trusted code
+(docs/security.md). Modules are imported only when used, so a learner's heavy
+dependencies (torch) cost nothing to the others.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ PROCESSORS: dict[str, str] = {
 }
 
 
+#: What a learner of your own must define (the ``Learner`` protocol of ``streamlearn.learners.base``).
+LEARNER_METHODS = ("learn_one", "predict_one", "state_dict", "load_state_dict")
+
+
 class UnknownName(LookupError):
     """A learner or processor name that cannot be resolved; the message says why."""
 
@@ -55,11 +62,22 @@ def import_object(spec: str) -> Any:
 
 
 def learner_class(name: str) -> type:
+    """The class a learner name stands for; a ``"package.module:Class"`` must be a learner class."""
     if name in LEARNERS:
         return import_object(LEARNERS[name][0])
     if ":" in name:
-        return import_object(name)
+        return check_learner_class(name, import_object(name))
     raise UnknownName(f"unknown learner {name!r}; known learners: {', '.join(LEARNERS)} (or 'package.module:Class')")
+
+
+def check_learner_class(name: str, obj: Any) -> type:
+    """``obj`` if it is a class with every method in ``LEARNER_METHODS``; else :class:`UnknownName`."""
+    if not isinstance(obj, type):
+        raise UnknownName(f"{name!r} is a {type(obj).__name__}, not a class: a learner is a class with {', '.join(LEARNER_METHODS)}")
+    missing = [m for m in LEARNER_METHODS if not callable(getattr(obj, m, None))]
+    if missing:
+        raise UnknownName(f"{name!r} is not a learner class: it has no {', '.join(missing)}")
+    return obj
 
 
 def processor_class(learner_name: str, processor: str | None = None) -> type:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from streamlearn.engine.processor import split_windowed_name
+from streamlearn.redact import redact
 
 __all__ = ["plot_curves", "write_report"]
 
@@ -82,9 +83,15 @@ def plot_curves(series: dict[str, list[dict[str, Any]]], path: str | os.PathLike
 
 
 def write_report(report: dict[str, Any], directory: str | os.PathLike) -> Path:
-    """Write ``report.json`` and ``metrics.png`` into ``directory``; returns the JSON path."""
+    """Write ``report.json`` and ``metrics.png`` into ``directory``; returns the JSON path.
+
+    The config, its path and the input are written with their secrets redacted
+    (:func:`streamlearn.redact.redact`).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    # The config is echoed for reproducibility, its secrets are not (docs/security.md).
+    report = {**report, **{k: redact(report[k]) for k in ("config", "config_path", "input") if k in report}}
     learner = report.get("learner", "")
     plotted = plot_curves({learner: report.get("history", [])}, directory / "metrics.png", title=learner)
     if plotted:
