@@ -26,6 +26,10 @@ class Record:
     #: Set when the connector already knows the record is unusable (e.g. a CSV row with
     #: the wrong number of cells); the engine sends it to the dead-letter sink with this reason.
     error: str | None = None
+    #: A Kafka record's key and timestamp (ms): with the offset and value they identify it in its
+    #: log (``connectors.kafka.record_fingerprint``), so a recreated topic is recognised on restart.
+    key: bytes | None = None
+    timestamp: int | None = None
 
 
 class Source(ABC):

@@ -24,7 +24,12 @@ own them) are reported separately so that no checkpoint is written for them.
 A stored offset that no longer exists (the topic was deleted and recreated, or
 truncated) is found either from the broker's ``OFFSET_OUT_OF_RANGE`` or from a
 position beyond the partition's high watermark; ``offset_reset`` decides what
-happens, with one clear log line.
+happens, with one clear log line. A stored offset that still exists may belong
+to another log (the topic was recreated and refilled past it): checkpoints
+therefore also keep, per partition, the *fingerprint* of the last record taken
+(:func:`record_fingerprint`: offset, timestamp, BLAKE2b of key and value). A
+restored partition starts one record early, at that record; if it is not the
+same record, an error is logged and ``offset_reset`` decides, as above.
 
 :class:`KafkaSink` publishes outputs or dead letters as JSON values (non-finite
 numbers become ``null``; keys that are not strings become strings) and makes
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import importlib.util
 import json
 import logging
@@ -79,6 +85,7 @@ __all__ = [
     "open_sinks",
     "partition_key",
     "quiet_kafka_logging",
+    "record_fingerprint",
     "retry_call",
 ]
 
@@ -108,6 +115,30 @@ class Stopped(Exception):  # noqa: N818 - control flow, not an error
 def partition_key(topic: str, partition: int) -> str:
     """The key of a partition in ``positions()`` and checkpoints: ``"topic/partition"``."""
     return f"{topic}/{partition}"
+
+
+def record_fingerprint(record: Record) -> dict[str, Any]:
+    """What identifies a Kafka record in its log: offset, timestamp (ms) and a BLAKE2b-128 of key and value.
+
+    A topic deleted and refilled has a record at the same offset, but not with the
+    same timestamp and bytes (both would have to repeat to the millisecond).
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (record.key, record.value):
+        # Length-prefixed, and a missing key differs from an empty one.
+        digest.update(b"\xff" * 8 if part is None else len(part).to_bytes(8, "little"))
+        digest.update(part or b"")
+    return {"offset": int(record.position["offset"]), "timestamp": record.timestamp, "blake2b": digest.hexdigest()}
+
+
+def _fingerprint_from(stored: Any) -> dict[str, Any] | None:
+    """A fingerprint read from a checkpoint, checked field by field (None: unusable)."""
+    if not isinstance(stored, dict):
+        return None
+    offset, timestamp, digest = stored.get("offset"), stored.get("timestamp"), stored.get("blake2b")
+    if type(offset) is not int or offset < 0 or not (timestamp is None or type(timestamp) is int) or not isinstance(digest, str):
+        return None
+    return {"offset": offset, "timestamp": timestamp, "blake2b": digest}
 
 
 def client_for(name: str) -> tuple[str, type[KafkaSource], Callable[..., tuple[dict[str, Sink], Callable[[], None]]]]:
@@ -350,6 +381,11 @@ class KafkaSource(Source):
         self._next: dict[Any, int | None] = {}
         #: Positions to start from when a partition is (re)assigned (from a checkpoint).
         self._wanted: dict[Any, int] = {}
+        #: The record just before ``_next`` (or ``_wanted``), per partition: a Record, or a
+        #: fingerprint from a checkpoint (``record_fingerprint``).
+        self._last: dict[Any, Record | dict[str, Any]] = {}
+        #: Fingerprints the first record fetched must match (the partition starts one record early).
+        self._verify: dict[Any, dict[str, Any]] = {}
         self._chunks: collections.deque = collections.deque()
         self._views: dict[Any, PartitionSource] = {}
         self._in_hook = False
@@ -430,8 +466,10 @@ class KafkaSource(Source):
     def _release(self, partitions: set[Any], keep_positions: bool = True) -> None:
         for tp in partitions:
             nxt = self._next.pop(tp, None)
+            self._verify.pop(tp, None)
             if not keep_positions:
                 self._wanted.pop(tp, None)
+                self._last.pop(tp, None)
             elif nxt is not None:
                 self._wanted[tp] = nxt
             self.assigned.discard(tp)
@@ -443,7 +481,7 @@ class KafkaSource(Source):
         for tp in sorted(partitions):
             offset = self._wanted.get(tp)
             if offset is not None:
-                self._seek(tp, offset)
+                self._seek_stored(tp, offset)
                 self._next[tp] = offset
                 continue
             if policy == "fail":
@@ -469,6 +507,8 @@ class KafkaSource(Source):
             self._raise_hook_error()  # a hook that failed left partitions unpositioned: its error is the news
             raise
         self._raise_hook_error()
+        if self._verify:
+            batch = self._check_fingerprints(batch)
         n = 0
         views, chunks = self._views, self._chunks
         for tp, records in batch:
@@ -495,7 +535,9 @@ class KafkaSource(Source):
         for tp, records in batch.items():
             if records:
                 topic, partition = tp.topic, tp.partition
-                out.append((tp, [Record(r.value, {"topic": topic, "partition": partition, "offset": r.offset}) for r in records]))
+                out.append(
+                    (tp, [Record(r.value, {"topic": topic, "partition": partition, "offset": r.offset}, None, r.key, r.timestamp) for r in records])
+                )
         return out
 
     def _seek(self, tp: Any, offset: int) -> None:
@@ -561,21 +603,69 @@ class KafkaSource(Source):
             self._out_of_range(gone)
 
     def _out_of_range(self, partitions: dict[Any, tuple[int, int | None]]) -> None:
-        policy = self.config.offset_reset
         for tp, (offset, highwater) in sorted(partitions.items()):
             key = partition_key(tp.topic, tp.partition)
+            stored = self._next.get(tp)
+            if highwater is None and self._verify.pop(tp, None) is not None and stored is not None:
+                # The record before the stored offset is gone (retention), not necessarily the offset itself.
+                log.warning("cannot verify the stored position: the record before it no longer exists", partition=key, offset=stored)
+                self._seek(tp, stored)
+                continue
             where = f" (the log now ends at {highwater})" if highwater is not None else ""
-            message = f"stored offset {offset} of {key} no longer exists{where}: the topic was deleted, recreated or truncated"
-            if policy == "fail":
-                raise OffsetPolicyError(f"{message}; kafka.offset_reset = 'fail'")
-            log.error(f"{message}; offset_reset = {policy!r}: continuing from the {policy} offset", partition=key)
-            self._next[tp] = self._seek_by_policy(tp, policy)
-            self._wanted.pop(tp, None)
-            self._chunks = collections.deque(c for c in self._chunks if c[0] != tp)
-            view = self._views.get(tp)
-            if view is not None:
-                view._chunks.clear()
+            self._reset(tp, f"stored offset {offset} of {key} no longer exists{where}: the topic was deleted, recreated or truncated")
         self._resolve_positions()
+
+    def _reset(self, tp: Any, message: str) -> None:
+        """A stored position that cannot be used: ``offset_reset`` decides, with ``message`` logged as an error."""
+        policy = self.config.offset_reset
+        if policy == "fail":
+            raise OffsetPolicyError(f"{message}; kafka.offset_reset = 'fail'")
+        log.error(f"{message}; offset_reset = {policy!r}: continuing from the {policy} offset", partition=partition_key(tp.topic, tp.partition))
+        self._next[tp] = self._seek_by_policy(tp, policy)
+        self._wanted.pop(tp, None)
+        self._last.pop(tp, None)
+        self._verify.pop(tp, None)
+        self._chunks = collections.deque(c for c in self._chunks if c[0] != tp)
+        view = self._views.get(tp)
+        if view is not None:
+            view._chunks.clear()
+
+    def _seek_stored(self, tp: Any, offset: int) -> None:
+        """Seek to a stored offset; one record early when the record before it is known, to check it is the same."""
+        last = self._last.get(tp)
+        expected = record_fingerprint(last) if isinstance(last, Record) else last
+        if expected is not None and expected["offset"] == offset - 1:
+            self._verify[tp] = expected
+            self._seek(tp, offset - 1)
+        else:
+            self._verify.pop(tp, None)
+            self._seek(tp, offset)
+
+    def _check_fingerprints(self, batch: list[tuple[Any, list[Record]]]) -> list[tuple[Any, list[Record]]]:
+        """The first records of restored partitions: the same as the checkpoint saw (then dropped), or a reset."""
+        out = []
+        for tp, records in batch:
+            expected = self._verify.pop(tp, None)
+            if expected is not None:
+                key = partition_key(tp.topic, tp.partition)
+                stored = expected["offset"] + 1
+                found = record_fingerprint(records[0])
+                if found["offset"] != expected["offset"]:
+                    log.warning("cannot verify the stored position: the record before it no longer exists (compacted)", partition=key, offset=stored)
+                elif found != expected:
+                    self._reset(
+                        tp,
+                        f"the record before stored offset {stored} of {key} is not the one the checkpoint saw there "
+                        f"(timestamp {found['timestamp']}, BLAKE2b {found['blake2b'][:12]}…; stored: timestamp "
+                        f"{expected['timestamp']}, BLAKE2b {str(expected['blake2b'])[:12]}…): the topic was deleted and "
+                        "recreated (or rewritten), and the stored offset belongs to the old log",
+                    )
+                    continue
+                records = [r for r in records if r.position["offset"] >= stored]
+                if not records:
+                    continue
+            out.append((tp, records))
+        return out
 
     def _watch_connection(self, n: int) -> None:
         """After a quiet spell, ask the broker something small (bounded): logs outages and recoveries."""
@@ -617,7 +707,7 @@ class KafkaSource(Source):
     def read_batch(self, max_records: int) -> list[Record]:
         if not self._chunks:
             self.fill()
-        return _take(self._chunks, self._next, max_records)
+        return _take(self._chunks, self, max_records)
 
     # ------------------------------------------------------------------ positions
 
@@ -627,6 +717,29 @@ class KafkaSource(Source):
             for tp, offset in sorted(self._next.items())
             if offset is not None and tp in self.assigned
         }
+
+    def fingerprints(self) -> dict[str, dict[str, Any]]:
+        """The last record taken before each position (:func:`record_fingerprint`), keyed like :meth:`positions`."""
+        out = {}
+        for tp, offset in sorted(self._next.items()):
+            last = self._last.get(tp)
+            if offset is None or last is None or tp not in self.assigned:
+                continue
+            if isinstance(last, Record):
+                last = self._last[tp] = record_fingerprint(last)
+            if last["offset"] == offset - 1:
+                out[partition_key(tp.topic, tp.partition)] = last
+        return out
+
+    def expect(self, fingerprints: dict[str, Any]) -> None:
+        """Fingerprints from a checkpoint: a partition then resumed is checked against them."""
+        for key, stored in fingerprints.items():
+            fingerprint = _fingerprint_from(stored)
+            topic, _, partition = str(key).rpartition("/")
+            if fingerprint is None or topic != self.topic or not partition.isdigit():
+                log.warning("ignoring a malformed record fingerprint in the checkpoint", partition=key)
+                continue
+            self._last[TopicPartition(topic, int(partition))] = fingerprint
 
     def seek(self, positions: dict[str, dict[str, Any]]) -> None:
         """Start the given partitions at the stored offsets (now if owned, else when assigned)."""
@@ -643,7 +756,7 @@ class KafkaSource(Source):
                 )
             self._wanted[tp] = offset
             if tp in self.assigned:
-                self._seek(tp, offset)
+                self._seek_stored(tp, offset)
                 self._next[tp] = offset
                 self._chunks = collections.deque(c for c in self._chunks if c[0] != tp)
 
@@ -651,6 +764,7 @@ class KafkaSource(Source):
         """Drop stored start positions (a partition whose checkpoint store is empty starts by policy)."""
         for tp in partitions:
             self._wanted.pop(tp, None)
+            self._last.pop(tp, None)
 
     def commit(self, positions: dict[str, dict[str, Any]]) -> None:
         """Commit group offsets (after a durable checkpoint); only owned partitions."""
@@ -708,8 +822,9 @@ class KafkaSource(Source):
                 consumer.close(autocommit=False, timeout_ms=5000)
 
 
-def _take(chunks: collections.deque, nxt: dict[Any, int | None], max_records: int) -> list[Record]:
+def _take(chunks: collections.deque, source: KafkaSource, max_records: int) -> list[Record]:
     out: list[Record] = []
+    nxt, last = source._next, source._last
     while chunks and len(out) < max_records:
         tp, records = chunks[0]
         want = max_records - len(out)
@@ -720,6 +835,7 @@ def _take(chunks: collections.deque, nxt: dict[Any, int | None], max_records: in
             taken, chunks[0] = records[:want], (tp, records[want:])
         out.extend(taken)
         nxt[tp] = taken[-1].position["offset"] + 1
+        last[tp] = taken[-1]  # fingerprinted only when a checkpoint asks
     return out
 
 
@@ -736,10 +852,16 @@ class PartitionSource(Source):
         return sum(len(c[1]) for c in self._chunks)
 
     def read_batch(self, max_records: int) -> list[Record]:
-        return _take(self._chunks, self.parent._next, max_records)
+        return _take(self._chunks, self.parent, max_records)
 
     def positions(self) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.parent.positions().items() if k == self.key}
+
+    def fingerprints(self) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.parent.fingerprints().items() if k == self.key}
+
+    def expect(self, fingerprints: dict[str, Any]) -> None:
+        self.parent.expect({k: v for k, v in fingerprints.items() if k == self.key})
 
     def seek(self, positions: dict[str, dict[str, Any]]) -> None:
         if not positions:

@@ -210,7 +210,9 @@ class ConfluentSource(KafkaSource):
             records = by_partition.get((topic, partition))
             if records is None:
                 records = by_partition[(topic, partition)] = []
-            records.append(Record(message.value(), {"topic": topic, "partition": partition, "offset": message.offset()}))
+            records.append(
+                Record(message.value(), {"topic": topic, "partition": partition, "offset": message.offset()}, None, message.key(), message.timestamp()[1])
+            )
         out = []
         for (topic, partition), records in by_partition.items():
             tp = TopicPartition(topic, partition)

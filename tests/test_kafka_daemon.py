@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from structlog.testing import capture_logs
 
 from streamlearn.connectors.kafka import GlobalScopeConflict, OffsetPolicyError
 from streamlearn.datasets import dataset_events
@@ -197,6 +198,62 @@ def test_stored_offset_that_no_longer_exists_follows_offset_reset(tmp_path, brok
     last = store.list()[-1]
     assert last.events == 70
     assert last.positions[f"{topic}/0"]["offset"] == 10
+
+
+def _numbered(n: int, salt: int = 0) -> list[dict]:
+    return [{"x": {"a": (i * 7 + salt) % 97 / 97, "b": i % 13 / 13}, "y": (i + salt) % 3 == 0} for i in range(n)]
+
+
+def test_a_recreated_topic_is_recognised_by_the_stored_fingerprint_and_follows_offset_reset(tmp_path, broker):
+    topic = broker.topic()
+    broker.produce(topic, _numbered(3000))
+    settings = {"group_id": f"{topic}-g", "every_events": 1000}
+    first = RunningDaemon(write_config(tmp_path / "d.toml", broker, topic, **settings))
+    first.wait_events(3000)
+    first.stop()
+    store = CheckpointStore(tmp_path / "d-checkpoints")
+    assert store.load_latest().metadata["fingerprints"][f"{topic}/0"]["offset"] == 2999
+    # Lost and refilled while the daemon is down: the stored offset 3000 exists in the new log.
+    _recreate(broker, topic, _numbered(4000, salt=1))
+
+    failing = load_config(write_config(tmp_path / "d.toml", broker, topic, offset_reset="fail", **settings))
+    with pytest.raises(OffsetPolicyError, match=rf"the record before stored offset 3000 of {topic}/0 is not the one the checkpoint saw"):
+        Daemon(failing).run()
+    assert store.list()[-1].events == 3000  # the failed start wrote nothing
+
+    with capture_logs() as logs:
+        resumed = RunningDaemon(write_config(tmp_path / "d.toml", broker, topic, offset_reset="earliest", **settings))
+        resumed.wait_events(7000)
+        resumed.stop()
+    errors = [e for e in logs if e["log_level"] == "error" and "not the one the checkpoint saw" in e["event"]]
+    assert len(errors) == 1 and "offset_reset = 'earliest'" in errors[0]["event"]
+    last = store.list()[-1]
+    assert last.events == 7000  # offsets 0..2,999 of the new log were not skipped
+    assert last.positions[f"{topic}/0"]["offset"] == 4000
+
+
+def test_a_checkpoint_without_fingerprints_resumes_exactly(tmp_path, broker):
+    topic = broker.topic()
+    broker.produce(topic, PHISHING[:200])
+    config = write_config(tmp_path / "d.toml", broker, topic)
+    first = RunningDaemon(config)
+    first.wait_events(200)
+    first.stop()
+    # Rewrite the latest checkpoint as one written before fingerprints existed.
+    store = CheckpointStore(tmp_path / "d-checkpoints")
+    latest = store.load_latest()
+    meta = latest.metadata
+    store.save(latest.state, events=meta["events"], positions=meta["positions"], learner=meta["learner"])
+    assert "fingerprints" not in store.load_latest().metadata
+
+    broker.produce(topic, PHISHING[200:300])
+    second = RunningDaemon(config)
+    second.wait_events(300)
+    second.stop()
+    last = store.list()[-1]
+    assert last.events == 300 and last.positions[f"{topic}/0"]["offset"] == 300
+    expected_hash, _ = reference_hash(tmp_path, "reference", PHISHING[:300])
+    assert last.sha256 == expected_hash
 
 
 def _recreate(broker, topic, events):
