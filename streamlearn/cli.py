@@ -5,6 +5,7 @@
     streamlearn demo [--bootstrap HOST:PORT] [--seconds S]  # local broker, demo stream, daemon, live metrics
     streamlearn run CONFIG                                  # Kafka consumer daemon
     streamlearn replay CONFIG --input PATH [--report DIR]   # prequential evaluation of a logged stream
+    streamlearn compare CONFIG... --input PATH --report DIR # several learners on one stream, one report
     streamlearn checkpoints list DIR | show PATH [--json]   # what is stored
     streamlearn export DATASET PATH                         # a river bundled data set as JSONL events
 
@@ -67,6 +68,25 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from streamlearn.engine.compare import compare, format_table
+
+    stop = _stop_on_signals()
+    report = compare(
+        args.configs, args.input, args.report, jobs=args.jobs, stop=stop, log_level=args.log_level, log_json=args.log_json
+    )
+    print(format_table(report))
+    print(f"report: {args.report}/report.html")
+    failed = [r for r in report["learners"] if r["status"] != "ok"]
+    for row in failed:
+        print(f"streamlearn: {row['name']} ({row['config_path']}) {row['status']}: {row.get('error', 'stopped early')}", file=sys.stderr)
+    if stop.is_set():
+        return 130
+    if any(r.get("config_error") for r in failed):
+        return 2
+    return 1 if failed else 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from streamlearn.datasets import export_dataset
 
@@ -107,6 +127,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-events", type=int, help="stop after this many events")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_replay)
+
+    from streamlearn.engine.compare import STRATEGY
+
+    p = sub.add_parser(
+        "compare",
+        help="several learners on one logged stream: one table, overlaid curves, report.html",
+        description="Replay every CONFIG over the same --input and write one comparison into --report DIR: "
+        "report.json (per learner: final cumulative and windowed metrics, events/s, peak memory, dead letters), "
+        "curves.png (every learner's curves overlaid), report.html (self-contained: opens from disk), and "
+        "DIR/<config stem>/ with each learner's own replay report. Checkpoints are off: each run starts at "
+        "the first event.",
+        epilog=f"How: {STRATEGY}. Exit codes: 0 every config ran to the end; 1 a config failed while running; "
+        "2 a config is invalid; the report lists every config either way.",
+    )
+    p.add_argument("configs", nargs="+", metavar="CONFIG", help="TOML configs (a repeated file stem gets -2, -3, ...)")
+    p.add_argument("--input", required=True, help="logged stream every config replays: .jsonl, .csv or .parquet")
+    p.add_argument("--report", required=True, metavar="DIR", help="write the comparison here")
+    p.add_argument("--jobs", type=int, help="configs run at a time, each in its own process (default: the cores)")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("run", help="Kafka consumer daemon")
     p.add_argument("config", help="TOML config")
