@@ -4,13 +4,15 @@
 
     streamlearn demo [--bootstrap HOST:PORT] [--seconds S]  # local broker, demo stream, daemon, live metrics
     streamlearn run CONFIG                                  # Kafka consumer daemon
-    streamlearn replay CONFIG --input PATH [--report DIR]   # prequential evaluation of a logged stream
+    streamlearn replay CONFIG --input PATH [--report DIR] [--fresh | --resume]
+                                                            # prequential evaluation of a logged stream
     streamlearn compare CONFIG... --input PATH --report DIR # several learners on one stream, one report
     streamlearn checkpoints list DIR | show PATH [--json]   # what is stored
     streamlearn export DATASET PATH                         # a river bundled data set as JSONL events
 
 Exit codes: 0 success, 1 runtime failure (message, no traceback), 2 bad usage or
-an invalid config (the message names the key).
+an invalid config (the message names the key), or checkpoints that do not belong to
+the config and input of a replay (the message names each difference).
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         progress=False if args.no_progress else None,
         stop=_stop_on_signals(),
         max_records=args.max_events,
+        fresh=args.fresh,
+        resume=args.resume,
     )
     summary = {
         "events": report["events"],
@@ -126,6 +130,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="DIR", help="write report.json and plots here")
     p.add_argument("--max-events", type=int, help="stop after this many events")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over: move [checkpoint] dir and the output files aside (to NAME.old-TIME) first",
+    )
+    start.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoints (required to exist); also continues on an input that grew since",
+    )
+    p.epilog = (
+        "With neither flag, checkpoints of the same config and input are resumed (a replay that "
+        "reached the end reports its stored result) and checkpoints of another config or input "
+        "are refused (exit 2) with the differences named."
+    )
     p.set_defaults(func=_cmd_replay)
 
     from streamlearn.engine.compare import STRATEGY
@@ -178,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from streamlearn.engine.config import ConfigError
+    from streamlearn.engine.fingerprint import StaleCheckpoint
 
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level, args.log_json)
@@ -185,6 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as exc:
         print(f"streamlearn: config error: {exc}", file=sys.stderr)
+        return 2
+    except StaleCheckpoint as exc:
+        print(f"streamlearn: error: {exc}", file=sys.stderr)
         return 2
     except (FileNotFoundError, ValueError, OSError) as exc:
         print(f"streamlearn: error: {exc}", file=sys.stderr)

@@ -127,6 +127,9 @@ class Checkpointer:
         self._since = 0
         #: Returns the state to store, checked healthy (the engine's ``guard``); None: stored as is.
         self.guard: Callable[[], dict[str, Any]] | None = None
+        #: Returns more metadata (JSON values) for each checkpoint, taken after the guard
+        #: (the replay stores its fingerprints, metric history and counters there).
+        self.metadata: Callable[[], dict[str, Any]] | None = None
 
     @classmethod
     def from_config(cls, config: Any, learner: Any, processor: Any, source: Source, sinks: Sequence[Sink | None] = ()) -> Checkpointer:
@@ -144,9 +147,15 @@ class Checkpointer:
 
     # ------------------------------------------------------------------ resume
 
-    def restore(self) -> Checkpoint | None:
-        """Load the latest good checkpoint into the learner, processor and source."""
+    def restore(self, check: Callable[[Checkpoint], None] | None = None) -> Checkpoint | None:
+        """Load the latest good checkpoint into the learner, processor and source.
+
+        ``check`` sees the checkpoint first (None when there is none) and raises to
+        refuse it; nothing is loaded then.
+        """
         checkpoint = self.store.load_latest()
+        if check is not None:
+            check(checkpoint)
         if checkpoint is None:
             log.info("no checkpoint to resume from; starting fresh", location=self.store.location)
             return None
@@ -219,6 +228,8 @@ class Checkpointer:
         fingerprints = getattr(self.source, "fingerprints", None)
         if callable(fingerprints):  # Kafka: what recognises the log on restart (a recreated topic)
             extra["fingerprints"] = fingerprints()
+        if self.metadata is not None:
+            extra.update(self.metadata())
         info = self.store.save(
             state,
             events=self.events,

@@ -62,6 +62,8 @@ class RunStats:
     batches: int = 0
     started: float = dataclasses.field(default_factory=time.perf_counter)
     busy_seconds: float = 0.0
+    #: Seconds that earlier runs of a resumed replay took (from its checkpoint).
+    elapsed_before: float = 0.0
     #: Events taken out of the state after they made it NaN or infinite.
     diverged: int = 0
     reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)

@@ -5,11 +5,29 @@ result is a report (``report.json``: metric values over time, final metrics,
 events/s, dead-letter counts, the config) and PNG plots. With a
 ``[checkpoint] dir`` the replay checkpoints as it goes and, started again,
 resumes from the latest good checkpoint at the stored row.
+
+A stale checkpoint is never resumed silently. Each replay checkpoint stores the
+fingerprints of the config and of the input (:mod:`streamlearn.engine.fingerprint`),
+the metric history and the run's counters in its metadata. Started again:
+
+- no checkpoint: the replay starts from the first event;
+- same fingerprints: it resumes; when the input was replayed to the end, nothing is
+  left to do and the report is the stored one (the same ``report.json`` apart from
+  :data:`RUN_FIELDS`);
+- a different config or input: :class:`StaleCheckpoint` naming each difference.
+
+``fresh=True`` (``--fresh``) first moves the checkpoint directory, and the
+predictions and dead-letter files, aside to ``<name>.old-<UTC time>``;
+``resume=True`` (``--resume``) requires a checkpoint, and also continues on an
+input that grew since (its first bytes unchanged: a log appended to).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import hashlib
+import json
 import os
 import sys
 import threading
@@ -21,11 +39,17 @@ import structlog
 
 from streamlearn import __version__
 from streamlearn.connectors.files import RowMapping, open_sink, open_source
+from streamlearn.engine.checkpoint import Checkpoint
 from streamlearn.engine.config import Config, load_config
+from streamlearn.engine.fingerprint import StaleCheckpoint, compare, input_fingerprint, same_head, state_fingerprint
 from streamlearn.engine.loop import Engine, RunStats
 from streamlearn.engine.report import write_report
 
-__all__ = ["replay"]
+__all__ = ["RUN_FIELDS", "StaleCheckpoint", "replay"]
+
+#: Report fields that describe one run rather than the evaluation: two runs of the
+#: same command (the second resuming a finished replay) differ only in these.
+RUN_FIELDS = ("elapsed_seconds", "events_per_second", "resumed_from_events", "checkpoints_written", "report_path")
 
 log = structlog.get_logger("streamlearn.replay")
 
@@ -70,6 +94,87 @@ class _ProgressBar:
             self.bar.close()
 
 
+def _aside_name(path: str, stamp: str) -> str:
+    """``out/ckpt`` → ``out/ckpt.old-<stamp>``, ``p.jsonl`` → ``p.old-<stamp>.jsonl``."""
+    root, ext = os.path.splitext(path.rstrip("/"))
+    if not ext or os.path.isdir(path):
+        root, ext = path.rstrip("/"), ""
+    return f"{root}.old-{stamp}{ext}"
+
+
+def _move_aside(config: Config) -> list[str]:
+    """``--fresh``: move the checkpoint directory and the output files of an earlier run
+    out of the way (never delete them); returns the new names."""
+    import pyarrow.fs as pafs
+
+    from streamlearn.engine.checkpoint import _resolve
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    moved = []
+    if config.checkpoint.dir:
+        fs, root = _resolve(config.checkpoint.dir)
+        if fs.get_file_info(root).type != pafs.FileType.NotFound:
+            target = _aside_name(root, stamp)
+            try:
+                fs.move(root, target)
+            except OSError as exc:
+                raise StaleCheckpoint(f"--fresh could not move {config.checkpoint.dir} aside to {target}: {exc}") from None
+            moved.append(target)
+    for path in (config.output.predictions, config.output.dead_letters):
+        if path and os.path.exists(path):
+            target = _aside_name(path, stamp)
+            os.replace(path, target)
+            moved.append(target)
+    for target in moved:
+        log.info("moved aside for --fresh", to=target)
+    return moved
+
+
+def _checkpoint_check(config: Config, state: dict[str, Any], current: dict[str, Any], resume: bool):
+    """The check a replay makes of the checkpoint it would resume (see the module docstring)."""
+    where = config.checkpoint.dir
+    start_over = f"--fresh starts over (moving {where} aside to {where}.old-<time>), or set another [checkpoint] dir"
+
+    def check(checkpoint: Checkpoint | None) -> None:
+        if checkpoint is None:
+            if resume:
+                raise StaleCheckpoint(f"--resume: no checkpoint in {where} to resume from (run without --resume to start)")
+            return
+        stored = checkpoint.metadata.get("replay")
+        if stored is None:
+            if resume:  # the user vouches for it; the learner class is still checked
+                log.warning("resuming a checkpoint that records no fingerprint", file=checkpoint.path)
+                return
+            raise StaleCheckpoint(
+                f"{checkpoint.path} records no replay fingerprint (written by `streamlearn run` or an older version), "
+                f"so whether it belongs to this config and input cannot be told; --resume continues from it, {start_over}"
+            )
+        differences = compare(stored.get("state", {}), state)
+        if differences:
+            raise StaleCheckpoint(
+                f"the checkpoints in {where} were made with a different configuration:\n  "
+                + "\n  ".join(differences)
+                + f"\n{start_over}"
+            )
+        old = stored.get("input", {})
+        if old.get("path") != current["path"]:
+            raise StaleCheckpoint(f"the checkpoints in {where} are of the input {old.get('path')}, not {current['path']}; {start_over}")
+        if old.get("bytes") == current["bytes"] and old.get("head_sha256") == current["head_sha256"]:
+            return
+        grew = current["bytes"] > int(old.get("bytes", 0)) and same_head(old, current["path"])
+        if grew and resume:
+            log.info("the input grew since the checkpoint; resuming with the new events", before=old.get("bytes"), now=current["bytes"])
+            return
+        what = (
+            f"it grew from {old.get('bytes'):,} to {current['bytes']:,} bytes (--resume continues with the new events)"
+            if grew
+            else f"it changed ({old.get('bytes'):,} bytes then, {current['bytes']:,} now; first bytes {'the same' if same_head(old, current['path']) else 'different'})"
+        )
+        raise StaleCheckpoint(f"the input {current['path']} is not the one the checkpoints in {where} were made from: {what}; {start_over}")
+
+    return check
+
+
 def replay(
     config: Config | str | os.PathLike,
     input_path: str | os.PathLike | None = None,
@@ -78,6 +183,8 @@ def replay(
     progress: bool | None = None,
     stop: threading.Event | None = None,
     max_records: int | None = None,
+    fresh: bool = False,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Replay a logged stream through the config's learner and return the report.
 
@@ -95,18 +202,35 @@ def replay(
         Set it to stop early (a final checkpoint is still written).
     max_records
         Stop after this many records (for tests and quick looks).
+    fresh
+        Start over: move earlier checkpoints and output files aside first.
+    resume
+        Require a checkpoint to resume (and accept an input that grew since).
+
+    Raises
+    ------
+    StaleCheckpoint
+        The checkpoint directory holds checkpoints of another config or input (or,
+        with ``resume``, none).
     """
     if not isinstance(config, Config):
         config = load_config(config)
     path = input_path or config.input.path
     if path is None:
         raise ValueError("no input: pass --input PATH or set [input] path in the config")
+    if fresh and resume:
+        raise ValueError("--fresh and --resume exclude each other")
+    if resume and not config.checkpoint.dir:
+        raise StaleCheckpoint("--resume needs a [checkpoint] dir in the config")
+    if fresh:
+        _move_aside(config)
     mapping = RowMapping(config.input.target, config.input.exclude)
     learner = config.build_learner()
     processor = config.build_processor(learner)
 
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(open_source(path, config.input.format, mapping))
+        state_print, input_print = state_fingerprint(config), input_fingerprint(path)
         outputs = stack.enter_context(open_sink(config.output.predictions)) if config.output.predictions else None
         dead = stack.enter_context(open_sink(config.output.dead_letters)) if config.output.dead_letters else None
         checkpointer = None
@@ -114,19 +238,29 @@ def replay(
             from streamlearn.engine.checkpointing import Checkpointer
 
             checkpointer = Checkpointer.from_config(config, learner, processor, source, sinks=[outputs, dead])
-            checkpointer.restore()
+            restored = checkpointer.restore(_checkpoint_check(config, state_print, input_print, resume))
         bar = _ProgressBar(source, processor, sys.stderr.isatty() if progress is None else progress)
         engine = Engine(
             processor, source, outputs=outputs, dead_letters=dead, checkpointer=checkpointer, on_batch=bar, **config.engine_options()
         )
         if checkpointer is not None:
             engine.stats.records = engine.stats.resumed_at = checkpointer.events_before
+            if restored is not None:
+                _restore_stats(engine.stats, restored.metadata.get("replay", {}))
+            checkpointer.metadata = lambda: {"replay": _replay_metadata(engine.stats, state_print, input_print, source.exhausted)}
+            if restored is not None and source.exhausted:
+                log.info(
+                    "this input was replayed to the end with this config already; reporting the stored result "
+                    "(--fresh replays it again)",
+                    checkpoints=config.checkpoint.dir,
+                )
         log.info("replay started", config=config.source, input=str(path), learner=config.learner.name)
         try:
             stats = engine.run(stop=stop, max_records=max_records)
         finally:
             bar.close()
 
+    elapsed = stats.elapsed + stats.elapsed_before
     report = {
         "streamlearn": __version__,
         "learner": config.learner.name,
@@ -138,12 +272,14 @@ def replay(
         "dead_letters": stats.dead_letters,
         "dead_letter_reasons": dict(stats.reasons.most_common()),
         "outputs": stats.outputs,
-        "elapsed_seconds": stats.elapsed,
-        "events_per_second": stats.events_per_second,
+        # The whole replay's, over all the runs that made it (see RUN_FIELDS).
+        "elapsed_seconds": elapsed,
+        "events_per_second": stats.records / elapsed if elapsed > 0 else 0.0,
         "final_metrics": processor.metrics(),
         "history": stats.history,
         "details": processor.details(),
         "completed": source.exhausted,
+        "fingerprint": {"config_sha256": _sha256_json(state_print), "input": input_print},
     }
     if checkpointer is not None:
         report["resumed_from_events"] = checkpointer.events_before
@@ -158,3 +294,37 @@ def replay(
     if report_dir is not None:
         report["report_path"] = str(write_report(report, report_dir))
     return report
+
+
+def _sha256_json(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def _replay_metadata(stats: RunStats, state: dict[str, Any], input_print: dict[str, Any], completed: bool) -> dict[str, Any]:
+    """What a replay checkpoint stores besides the state: fingerprints, curve, counters."""
+    return {
+        "state": state,
+        "input": input_print,
+        "completed": completed,
+        "history": stats.history,
+        "stats": {
+            "processed": stats.processed,
+            "dead_letters": stats.dead_letters,
+            "outputs": stats.outputs,
+            "diverged": stats.diverged,
+            "reasons": dict(stats.reasons),
+            "elapsed_seconds": stats.elapsed + stats.elapsed_before,
+        },
+    }
+
+
+def _restore_stats(stats: RunStats, stored: dict[str, Any]) -> None:
+    """Continue the counters and the metric curve of the run that wrote the checkpoint."""
+    counters = stored.get("stats", {})
+    stats.processed = int(counters.get("processed", 0))
+    stats.dead_letters = int(counters.get("dead_letters", 0))
+    stats.outputs = int(counters.get("outputs", 0))
+    stats.diverged = int(counters.get("diverged", 0))
+    stats.elapsed_before = float(counters.get("elapsed_seconds", 0.0))
+    stats.reasons.update(counters.get("reasons", {}))
+    stats.history = [dict(point) for point in stored.get("history", []) if point.get("events", 0) <= stats.records]
