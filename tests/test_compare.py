@@ -5,6 +5,7 @@ import json
 import re
 
 import pytest
+import structlog
 
 from streamlearn.cli import main
 from streamlearn.engine.compare import run_names
@@ -28,6 +29,15 @@ every_events = 100
 """
 
 PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _logging_restored():
+    """``main`` configures structlog to print to this test's (captured, later closed)
+    stderr; the tests after these must get the logging they had."""
+    before = structlog.get_config()
+    yield
+    structlog.configure(**before)
 
 
 @pytest.fixture(scope="module")
