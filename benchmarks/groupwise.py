@@ -65,7 +65,6 @@ import argparse  # noqa: E402
 import csv  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import random  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -75,6 +74,7 @@ import numpy as np  # noqa: E402
 
 from streamlearn.datasets import shared_data  # noqa: E402
 from streamlearn.learners.groupwise import ALWAYS_ON, GroupRegret, GroupwiseRegressor, OnlineRidge  # noqa: E402
+from streamlearn.synthetic import overlapping_groups  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -83,9 +83,6 @@ RESULTS = REPO / "benchmarks" / "results"
 SEEDS = [473, 503, 623, 550, 692, 989, 617, 458, 301, 205]
 #: Seed of the synthetic generator in the reference notebook.
 SYNTHETIC_SEED = 21
-
-SHAPES, SHAPE_P = ["circle", "square", "triangle"], [0.5, 0.3, 0.2]
-COLOURS, COLOUR_P = ["green", "red"], [0.6, 0.4]
 
 MEDICAL_GROUPS = [
     "young", "middle", "old",
@@ -145,28 +142,10 @@ def _minmax(a: np.ndarray) -> np.ndarray:
 
 
 def synthetic(n: int, aggregate: str, seed: int = SYNTHETIC_SEED, d: int = 20, noise: float = 0.16) -> Dataset:
-    """The paper's §3 generator; the same seed gives the same rows for every aggregation.
-
-    The draws come in the reference generator's order from NumPy's legacy RandomState
-    and Python's ``random`` (groups), both seeded 21, so with n = 100,000 these are the
-    paper's rows (its group sizes 49,857 / 30,044 / 20,099 / 59,985 / 40,015 come out exactly).
-    """
-    np_rng, py_rng = np.random.RandomState(seed), random.Random(seed)
-    features = np_rng.uniform(0.0, 1.0, (n, d))
-    shape = np.array(py_rng.choices(range(len(SHAPES)), weights=SHAPE_P, k=n))
-    colour = np.array(py_rng.choices(range(len(COLOURS)), weights=COLOUR_P, k=n))
-    groups = SHAPES + COLOURS
-    member = np.zeros((n, len(groups) + 1), dtype=bool)
-    member[np.arange(n), shape] = True
-    member[np.arange(n), len(SHAPES) + colour] = True
-    member[:, -1] = True
-    weights = np_rng.uniform(0.0, 1.0, (d, len(groups)))
-    group_labels = features @ weights + np_rng.normal(0.0, noise, (n, len(groups)))
-    active = np.where(member[:, :-1], group_labels, np.nan)
-    y = {"mean": np.nanmean, "min": np.nanmin, "max": np.nanmax}[aggregate](active, axis=1)
-    X = np.column_stack([features, member[:, :-1]]).astype(float)
-    names = [f"x{i:02d}" for i in range(d)] + groups
-    return Dataset(f"synthetic_{aggregate}", X, names, _minmax(y), groups, member)
+    """The paper's §3 generator (:func:`streamlearn.synthetic.overlapping_groups`); the same
+    seed gives the same rows for every aggregation, and with n = 100,000 the paper's rows
+    (its group sizes 49,857 / 30,044 / 20,099 / 59,985 / 40,015 come out exactly)."""
+    return Dataset(f"synthetic_{aggregate}", *overlapping_groups(n, aggregate, seed, d, noise))
 
 
 def medical(path: Path | None = None) -> Dataset:

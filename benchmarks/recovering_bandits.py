@@ -61,6 +61,7 @@ from streamlearn.learners.bandits import (  # noqa: E402
     RecoveringUCB,
     UCBGreedy,
     fluid_upper_bound,
+    recovery_curves,
 )
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -75,19 +76,6 @@ OFFLINE = (
 )
 ONLINE = ("RecoveringUCB", "UCB-greedy", "plain UCB")
 D_MAX = 10
-
-
-def instance(kind: str, n: int, d_max: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    d = np.arange(1, d_max + 1)
-    if kind == "smooth":
-        a, b = rng.uniform(0.3, 1.0, n), rng.uniform(0.1, 1.0, n)
-        return a[:, None] * (1 - np.exp(-b[:, None] * d))
-    if kind == "step":
-        mu, deadline = rng.uniform(0.2, 1.0, n), rng.integers(1, d_max + 1, n)
-        return mu[:, None] * (d[None, :] >= deadline[:, None])
-    mu = rng.uniform(0.3, 1.0, n)
-    return mu[:, None] * (d[None, :] / d_max) ** 2
 
 
 def greedy_rate(r: np.ndarray, k: int, periods: int, rest_worthless: bool) -> float:
@@ -109,7 +97,7 @@ def offline_trend(kinds, ks, arms_per_k: int, instances: int, draws: int, greedy
             n = arms_per_k * k
             ratios = {name: [] for name in OFFLINE}
             for seed in range(instances):
-                r = instance(kind, n, D_MAX, seed)
+                r = recovery_curves(kind, n, D_MAX, seed)
                 bound = fluid_upper_bound(r, k)
                 paper = [PeriodicPolicy.randomized(r, k, seed=1000 * seed + draw).average_reward(r) for draw in range(draws)]
                 ratios[PAPER].append(np.mean(paper) / bound)
@@ -177,7 +165,7 @@ def online_long(kinds, k: int, n: int, periods: int, seeds) -> tuple[dict, dict]
         regret = {name: [] for name in ONLINE}
         bounds, offline_rates = [], {"periodic (ours, default planner)": [], PAPER: [], "oracle greedy (rests arms worth 0)": []}
         for seed in seeds:
-            r = instance(kind, n, D_MAX, seed)
+            r = recovery_curves(kind, n, D_MAX, seed)
             bound = fluid_upper_bound(r, k)
             bounds.append(bound)
             plan = PeriodicPolicy.plan(r, k)
@@ -207,7 +195,7 @@ def online_long(kinds, k: int, n: int, periods: int, seeds) -> tuple[dict, dict]
 
 def latency(n: int, k: int, periods: int, seed: int = 0) -> dict:
     """Per-period wall time of RecoveringUCB on one core: select(t) and the k updates, outside re-planning."""
-    r = instance("smooth", n, D_MAX, seed)
+    r = recovery_curves("smooth", n, D_MAX, seed)
     env = RecoveringEnv(r, seed=seed)
     policy = RecoveringUCB(n, k, D_MAX, seed=seed)
     period_ns, replan_ns = [], []

@@ -8,7 +8,7 @@
                                                             # prequential evaluation of a logged stream
     streamlearn compare CONFIG... --input PATH --report DIR # several learners on one stream, one report
     streamlearn checkpoints list DIR | show PATH [--json]   # what is stored
-    streamlearn export DATASET PATH                         # a river bundled data set as JSONL events
+    streamlearn export DATASET PATH [--size N]              # a ready stream for a config, as JSONL events
 
 Exit codes: 0 success, 1 runtime failure (message, no traceback), 2 bad usage or
 an invalid config (the message names the key), or checkpoints that do not belong to
@@ -94,9 +94,26 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from streamlearn.datasets import export_dataset
 
-    n = export_dataset(args.dataset, args.path, args.limit)
+    n = export_dataset(args.dataset, args.path, args.size, args.seed)
     print(f"wrote {n} events to {args.path}")
     return 0
+
+
+def _export_epilog() -> str:
+    from streamlearn.datasets import READY_STREAMS
+
+    lines = ["ready streams (DATASET: the configs/ it feeds; what --size counts):"]
+    for name, stream in READY_STREAMS.items():
+        lines += [f"  {name:15} {', '.join(stream.configs)}; --size: {stream.size}", f"  {'':15} {stream.description}"]
+    lines += [
+        "  (configs/kafka_demo.toml reads a Kafka topic: `streamlearn demo` fills one)",
+        "",
+        "any other river bundled data set works too (e.g. bananas, imagesegments), as {id, x, y} events.",
+        "example:",
+        "  streamlearn export groups data/groups.jsonl",
+        "  streamlearn replay configs/groupwise.toml --input data/groups.jsonl --report out/groupwise",
+    ]
+    return "\n".join(lines)
 
 
 def _cmd_checkpoints(args: argparse.Namespace) -> int:
@@ -188,10 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_checkpoints)
 
-    p = sub.add_parser("export", help="write a river bundled data set as JSONL events")
-    p.add_argument("dataset", help="river data set, e.g. phishing, bananas")
-    p.add_argument("path")
-    p.add_argument("--limit", type=int)
+    p = sub.add_parser(
+        "export",
+        help="write a ready stream for a config (or a river bundled data set) as JSONL events",
+        epilog=_export_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dataset", help="a ready stream (below) or a river bundled data set")
+    p.add_argument("path", help="the JSONL file to write")
+    p.add_argument("--size", "--limit", dest="size", type=int, help="a smaller (or larger) stream: what it counts is listed below")
+    p.add_argument("--seed", type=int, help="seed of a generated stream (default: the one listed)")
     p.set_defaults(func=_cmd_export)
     return parser
 

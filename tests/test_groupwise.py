@@ -11,6 +11,7 @@ from decimal import MAX_EMAX, Decimal, localcontext
 import numpy as np
 import pytest
 
+from streamlearn.datasets import export_dataset
 from streamlearn.engine.config import load_config
 from streamlearn.engine.processor import BadEvent, EvalOptions, Item
 from streamlearn.engine.processors.groupwise import GroupwiseProcessor
@@ -24,6 +25,7 @@ from streamlearn.learners.groupwise import (
     OnlineRidge,
     group_regret,
 )
+from streamlearn.synthetic import overlapping_groups
 from tests.conftest import REPO, run_cli, write_jsonl
 
 GROUPS = ["a", "b", "c"]
@@ -477,28 +479,35 @@ def test_processor_with_label_delay_and_checkpoint_round_trip():
 # --------------------------------------------------------------------------- end to end
 
 
+GROUPS_ROWS = 1338
+
+
 @pytest.fixture(scope="module")
-def medical_jsonl(tmp_path_factory):
-    path = tmp_path_factory.mktemp("groupwise") / "medical.jsonl"
-    _bench().export_medical(path)
+def groups_jsonl(tmp_path_factory):
+    """The ready stream of configs/groupwise.toml (`streamlearn export groups`), 1,338 rows."""
+    path = tmp_path_factory.mktemp("groupwise") / "groups.jsonl"
+    export_dataset("groups", path, GROUPS_ROWS)
     return path
 
 
-def test_replay_of_the_config_reports_per_group_regret(tmp_path, medical_jsonl):
-    lines = medical_jsonl.read_text().splitlines()
-    lines.insert(10, json.dumps({"x": {"age": 0.5}, "y": 3.0}))  # label outside [0, 1]
-    lines.insert(20, '{"x": {"age": NaN}, "y": 0.5}')
-    path = write_jsonl(tmp_path / "medical.jsonl", lines)
+def test_replay_of_the_config_reports_per_group_regret(tmp_path, groups_jsonl):
+    lines = groups_jsonl.read_text().splitlines()
+    lines.insert(10, json.dumps({"x": {"x00": 0.5}, "y": 3.0}))  # label outside [0, 1]
+    lines.insert(20, '{"x": {"x00": NaN}, "y": 0.5}')
+    path = write_jsonl(tmp_path / "groups.jsonl", lines)
     config = load_config(REPO / "configs" / "groupwise.toml")
     config.output.predictions = str(tmp_path / "predictions.jsonl")
     config.output.dead_letters = str(tmp_path / "dead.jsonl")
     config.checkpoint.dir = None
     report = replay(config, path, tmp_path / "report", progress=False)
-    assert report["events"] == 1340 and report["processed"] == 1338 and report["dead_letters"] == 2
+    assert report["events"] == GROUPS_ROWS + 2 and report["processed"] == GROUPS_ROWS and report["dead_letters"] == 2
     rows = {r["group"]: r for r in report["details"]["group_regret"]}
     assert list(rows) == [*config.learner.params["groups"], ALWAYS_ON]
-    assert rows[ALWAYS_ON]["n"] == 1338 and rows["smoker"]["n"] == 274
-    assert rows[ALWAYS_ON]["regret"] < 0  # the mixture beats the best single linear fit overall
+    member = overlapping_groups(GROUPS_ROWS)[4]
+    assert rows[ALWAYS_ON]["n"] == GROUPS_ROWS and rows["circle"]["n"] == int(member[:, 0].sum())
+    assert report["final_metrics"]["max_group_regret"] == pytest.approx(max(r["regret"] for r in rows.values()))
+    # small regret on every group's subsequence: below 0.002 per round (labels in [0, 1])
+    assert all(r["regret"] < 0.002 * r["n"] for r in rows.values()), rows
     assert set(report["final_metrics"]) == {"MAE", "RMSE", "MAE@1000", "RMSE@1000", "max_group_regret"}
     written = json.loads((tmp_path / "report" / "report.json").read_text())
     assert written["details"]["group_regret"] == report["details"]["group_regret"]
@@ -506,22 +515,22 @@ def test_replay_of_the_config_reports_per_group_regret(tmp_path, medical_jsonl):
     assert set(first) >= {"source", "y_pred", "groups", "id"}
 
 
-def test_cli_replay_resumes_from_a_checkpoint(tmp_path, medical_jsonl):
+def test_cli_replay_resumes_from_a_checkpoint(tmp_path, groups_jsonl):
     def config(checkpoints=None):
         parsed = load_config(REPO / "configs" / "groupwise.toml")
         parsed.output.predictions = parsed.output.dead_letters = None
         parsed.checkpoint.dir = checkpoints and str(checkpoints)
         return parsed
 
-    whole = replay(config(), medical_jsonl, progress=False)
+    whole = replay(config(), groups_jsonl, progress=False)
     # stopped after 700 events with the config's checkpoint directory (relative to the working directory) ...
-    replay(config(tmp_path / "out" / "groupwise" / "checkpoints"), medical_jsonl, progress=False, max_records=700)
+    replay(config(tmp_path / "out" / "groupwise" / "checkpoints"), groups_jsonl, progress=False, max_records=700)
     # ... then `streamlearn replay` resumes at row 700
     done = run_cli(
-        "replay", str(REPO / "configs" / "groupwise.toml"), "--input", str(medical_jsonl), "--report", "rep", "--no-progress", cwd=tmp_path
+        "replay", str(REPO / "configs" / "groupwise.toml"), "--input", str(groups_jsonl), "--report", "rep", "--no-progress", cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
     resumed = json.loads((tmp_path / "rep" / "report.json").read_text())
-    assert resumed["resumed_from_events"] == 700 and resumed["events"] == 1338
+    assert resumed["resumed_from_events"] == 700 and resumed["events"] == GROUPS_ROWS
     assert resumed["final_metrics"] == whole["final_metrics"]
     assert resumed["details"] == whole["details"]

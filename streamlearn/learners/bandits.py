@@ -42,7 +42,8 @@ What is here
     candidates, the plan with the highest upper confidence bound on its reward
     as a whole (see the class docstring).
 :class:`RecoveringEnv`
-    A simulator: ``step(arms) -> rewards`` (Bernoulli or Gaussian noise).
+    A simulator: ``step(arms) -> rewards`` (Bernoulli or Gaussian noise), or
+    ``pull(t, arms)`` in a given period; :func:`recovery_curves` draws random instances.
 Baselines
     :class:`OracleGreedy` (knows r; pulls the k arms with the highest current
     expected reward), :class:`UCBGreedy` (the same on upper confidence values of
@@ -161,6 +162,7 @@ __all__ = [
     "RecoveringUCB",
     "UCBGreedy",
     "fluid_upper_bound",
+    "recovery_curves",
 ]
 
 #: last-pulled time of an arm never pulled (its idle time counts as infinite).
@@ -566,6 +568,7 @@ class RecoveringEnv:
         elif isinstance(noise, bool) or not isinstance(noise, int | float) or not noise >= 0:
             raise ValueError(f"noise must be 'bernoulli' or a standard deviation ≥ 0, got {noise!r}")
         self.noise = noise
+        self.seed = seed
         self.n_arms, self.d_max = self.r.shape
         self.t = 0
         self.last_pulled = np.full(self.n_arms, NEVER, dtype=np.int64)
@@ -585,20 +588,62 @@ class RecoveringEnv:
         return np.minimum(self.t - last, self.d_max)
 
     def expected(self, arms: Sequence[int]) -> np.ndarray:
-        arms = self._arms(arms)
-        return self.r[arms, self.idle(arms) - 1]
+        return self.expected_at(self.t, arms)
+
+    def expected_at(self, t: int, arms: Sequence[int]) -> np.ndarray:
+        """Expected rewards of pulling ``arms`` in period ``t`` (≥ the current one), without pulling them."""
+        return self._mean(t, self._arms(arms))
+
+    def _mean(self, t: int, arms: np.ndarray) -> np.ndarray:
+        return self.r[arms, np.minimum(t - self.last_pulled[arms], self.d_max) - 1]
 
     def step(self, arms: Sequence[int]) -> np.ndarray:
         """Pull ``arms`` in the current period; returns their rewards, in order."""
-        arms = self._arms(arms)
-        mean = self.r[arms, np.minimum(self.t - self.last_pulled[arms], self.d_max) - 1]
+        return self._pull(self.t, self._arms(arms), self._rng)
+
+    def pull(self, t: int, arms: Sequence[int]) -> np.ndarray:
+        """Pull ``arms`` in period ``t`` (not before the current one; skipped periods are idle).
+
+        The noise comes from a generator keyed by ``(seed, t)``, so a period's rewards do
+        not depend on the calls before it: an environment rebuilt from ``r``, ``seed``,
+        ``t`` and ``last_pulled`` (a checkpoint) goes on exactly as the original would.
+        """
+        if isinstance(t, bool) or not isinstance(t, int | np.integer) or t < self.t:
+            raise ValueError(f"t must be an integer period ≥ {self.t}, got {t!r}")
+        if self.seed is None:
+            raise ValueError("pull(t, arms) needs an environment with an integer seed")
+        return self._pull(int(t), self._arms(arms), np.random.default_rng((self.seed, int(t))))
+
+    def _pull(self, t: int, arms: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        mean = self._mean(t, arms)
         if self.noise == "bernoulli":
-            rewards = (self._rng.random(len(arms)) < mean).astype(np.float64)
+            rewards = (rng.random(len(arms)) < mean).astype(np.float64)
         else:
-            rewards = mean + float(self.noise) * self._rng.standard_normal(len(arms))
-        self.last_pulled[arms] = self.t
-        self.t += 1
+            rewards = mean + float(self.noise) * rng.standard_normal(len(arms))
+        self.last_pulled[arms] = t
+        self.t = t + 1
         return rewards
+
+
+def recovery_curves(kind: str, n_arms: int, d_max: int, seed: int = 0) -> np.ndarray:
+    """A random ``(n_arms, d_max)`` instance of expected rewards by idle time d = 1..d_max:
+
+    - ``"smooth"``: r_i(d) = a_i (1 − e^{−b_i d}), a_i ~ U(0.3, 1), b_i ~ U(0.1, 1);
+    - ``"step"``: r_i(d) = μ_i · 1[d ≥ D_i], μ_i ~ U(0.2, 1), D_i uniform on {1, …, d_max};
+    - ``"convex"``: r_i(d) = μ_i (d / d_max)², μ_i ~ U(0.3, 1) (slow recovery: greedy is myopic).
+    """
+    rng = np.random.default_rng(seed)
+    d = np.arange(1, d_max + 1)
+    if kind == "smooth":
+        a, b = rng.uniform(0.3, 1.0, n_arms), rng.uniform(0.1, 1.0, n_arms)
+        return a[:, None] * (1 - np.exp(-b[:, None] * d))
+    if kind == "step":
+        mu, deadline = rng.uniform(0.2, 1.0, n_arms), rng.integers(1, d_max + 1, n_arms)
+        return mu[:, None] * (d[None, :] >= deadline[:, None])
+    if kind == "convex":
+        mu = rng.uniform(0.3, 1.0, n_arms)
+        return mu[:, None] * (d[None, :] / d_max) ** 2
+    raise ValueError(f"kind must be 'smooth', 'step' or 'convex', got {kind!r}")
 
 
 # --------------------------------------------------------------------------- online policies
