@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -9,7 +10,7 @@ from streamlearn.engine.checkpoint import Checkpoint, CheckpointStore, read_chec
 from streamlearn.engine.registry import LEARNERS, import_object
 from streamlearn.learners.base import subset
 
-__all__ = ["learner_from_checkpoint", "load_learner", "read_latest"]
+__all__ = ["check_params", "learner_from_checkpoint", "load_learner", "read_latest"]
 
 
 def load_learner(location: str | os.PathLike, learner_class: type | None = None) -> Any:
@@ -20,6 +21,9 @@ def load_learner(location: str | os.PathLike, learner_class: type | None = None)
     rebuilt by name — a checkpoint cannot make this import arbitrary modules; for a
     learner of your own pass ``learner_class``. A torch learner's checkpoint names the
     factory of its module, so it is rebuilt only with ``learner_class=TorchLearner``.
+    A learner class with a ``from_state_dict`` constructor (river learners) is rebuilt
+    from its state alone; for the others the stored parameters must pass
+    :func:`check_params` first (docs/security.md).
 
     >>> from streamlearn import load_learner               # doctest: +SKIP
     >>> learner = load_learner("out/phishing/checkpoints")  # doctest: +SKIP
@@ -39,8 +43,61 @@ def read_latest(location: str | os.PathLike) -> Checkpoint:
     return checkpoint
 
 
+#: Bounds on the parameters stored in a checkpoint's metadata (see :func:`check_params`).
+MAX_PARAM_DEPTH = 16
+MAX_PARAM_VALUES = 10_000
+MAX_PARAM_TEXT = 10_000
+MAX_PARAM_INT = 2**53
+
+
+def check_params(params: Any, where: str = "params") -> Any:
+    """``params`` if it is bounded JSON; else ``ValueError`` naming the offending value.
+
+    A checkpoint's metadata is not covered by its hash, so the parameters a learner is
+    rebuilt with are checked first: JSON types only (objects with string keys, lists,
+    strings, booleans, null, finite numbers), nested at most ``MAX_PARAM_DEPTH`` deep,
+    at most ``MAX_PARAM_VALUES`` values, strings of at most ``MAX_PARAM_TEXT``
+    characters and integers within ±2^53.
+    """
+    count = 0
+
+    def visit(value: Any, path: str, depth: int) -> None:
+        nonlocal count
+        count += 1
+        if count > MAX_PARAM_VALUES:
+            raise ValueError(f"{where} hold more than {MAX_PARAM_VALUES:,} values")
+        if depth > MAX_PARAM_DEPTH:
+            raise ValueError(f"{path} is nested more than {MAX_PARAM_DEPTH} deep")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise ValueError(f"{path} has a key that is not a string: {key!r:.80}")
+                visit(item, f"{path}.{key}", depth + 1)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                visit(item, f"{path}[{i}]", depth + 1)
+        elif isinstance(value, str):
+            if len(value) > MAX_PARAM_TEXT:
+                raise ValueError(f"{path} is a string of {len(value):,} characters (at most {MAX_PARAM_TEXT:,})")
+        elif isinstance(value, bool) or value is None:
+            pass
+        elif isinstance(value, int):
+            if abs(value) > MAX_PARAM_INT:
+                raise ValueError(f"{path} = {value:.3e} is beyond ±2^53")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise ValueError(f"{path} = {value} is not finite")
+        else:
+            raise ValueError(f"{path} is a {type(value).__name__}, not a JSON value")
+
+    if not isinstance(params, dict):
+        raise ValueError(f"{where} must be an object, got {type(params).__name__}")
+    visit(params, where, 0)
+    return params
+
+
 def learner_from_checkpoint(checkpoint: Checkpoint, learner_class: type | None = None) -> Any:
-    """The learner a checkpoint holds: rebuilt from its metadata, its state loaded."""
+    """The learner a checkpoint holds: rebuilt from its state (or its checked parameters), its state loaded."""
     spec = checkpoint.metadata.get("learner") or {}
     if learner_class is None:
         stored = spec.get("class")
@@ -55,6 +112,10 @@ def learner_from_checkpoint(checkpoint: Checkpoint, learner_class: type | None =
                 "if you trust it, load it with learner_class=streamlearn.learners.TorchLearner"
             )
         learner_class = import_object(stored)
-    learner = learner_class(**(spec.get("params") or {}))
-    learner.load_state_dict(subset(checkpoint.state, "learner/"))
+    state = subset(checkpoint.state, "learner/")
+    from_state = getattr(learner_class, "from_state_dict", None)
+    if callable(from_state):
+        return from_state(state)
+    learner = learner_class(**check_params(spec.get("params") or {}, f"{checkpoint.path}: learner params"))
+    learner.load_state_dict(state)
     return learner

@@ -119,7 +119,8 @@ def test_an_entry_stored_twice_is_corrupt_not_silently_overwritten(tmp_path):
     info = store.save({"w": np.arange(3.0)}, events=1)
     path = tmp_path / info.file
     table, metadata = pq.read_table(path), pq.read_metadata(path).metadata
-    pq.write_table(pa.concat_tables([table, table]).replace_schema_metadata(metadata), path)
+    doubled = pa.concat_tables([table, table]).replace_schema_metadata(metadata)
+    pq.write_table(doubled, path, compression="none", use_dictionary=False)  # the writer's own layout
     with pytest.raises(CorruptCheckpoint, match="'w' appears twice"):
         read_checkpoint(str(path))
 

@@ -67,6 +67,9 @@ __all__ = [
     "CheckpointInfo",
     "CheckpointStore",
     "CorruptCheckpoint",
+    "MAX_BYTES",
+    "check_layout",
+    "check_size",
     "read_checkpoint",
     "state_from_table",
     "state_to_batches",
@@ -242,27 +245,98 @@ def _library_versions() -> dict[str, str]:
     return versions
 
 
-def read_checkpoint(path: str, filesystem: pafs.FileSystem | None = None) -> Checkpoint:
-    """Read one checkpoint file and verify its hash; raises :class:`CorruptCheckpoint`."""
+#: Largest checkpoint file a store reads by default (``[checkpoint] max_bytes``).
+MAX_BYTES = 4 << 30
+#: What decoding a checkpoint may allocate, as a multiple of its file size (plus 1 MiB).
+#: The writer stores every value uncompressed and plain, so a real checkpoint decodes to
+#: about its own size (at most ~4x for a state of many tiny entries, whose offsets and
+#: validity bits outweigh their bytes); a crafted one that expands more is refused.
+MAX_EXPANSION = 8
+#: The Parquet columns the writer produces: (path, physical type).
+_COLUMNS = (
+    ("name", "BYTE_ARRAY"),
+    ("kind", "BYTE_ARRAY"),
+    ("dtype", "BYTE_ARRAY"),
+    ("shape.list.element", "INT64"),
+    ("data", "BYTE_ARRAY"),
+    ("text", "BYTE_ARRAY"),
+    ("number", "DOUBLE"),
+)
+#: Encodings the writer produces (plain values, run-length definition/repetition levels):
+#: never a dictionary, whose indices can repeat a large value without bound.
+_ENCODINGS = frozenset({"PLAIN", "RLE"})
+
+
+def check_size(size: int, max_bytes: int = MAX_BYTES) -> None:
+    """Refuse a checkpoint file larger than ``max_bytes`` (before its footer is read)."""
+    if size > max_bytes:
+        raise CorruptCheckpoint(f"{size:,} bytes, more than the {max_bytes:,} a checkpoint may have ([checkpoint] max_bytes)")
+
+
+def check_layout(metadata: pq.FileMetaData, size: int, max_bytes: int = MAX_BYTES) -> None:
+    """Refuse, from the footer alone, a file the writer could not have produced or too big to decode.
+
+    Checked before any column is read, for a file of ``size`` bytes: the columns and
+    their physical types; every column chunk uncompressed (its stored and
+    uncompressed sizes equal), plainly encoded, without a dictionary page; and the
+    memory decoding would take (values, their offsets and validity, per the footer's
+    value counts and sizes) against ``MAX_EXPANSION`` times the file size and
+    ``max_bytes``. Raises :class:`CorruptCheckpoint` naming what is wrong.
+    """
+    columns = tuple((metadata.schema.column(i).path, metadata.schema.column(i).physical_type) for i in range(metadata.num_columns))
+    if columns != _COLUMNS:
+        raise CorruptCheckpoint(f"unexpected columns {columns}")
+    decoded = 0
+    for r in range(metadata.num_row_groups):
+        group = metadata.row_group(r)
+        decoded += 16 * group.num_rows
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            where = f"row group {r}, column {chunk.path_in_schema}"
+            if chunk.compression != "UNCOMPRESSED" or chunk.total_compressed_size != chunk.total_uncompressed_size:
+                raise CorruptCheckpoint(f"{where} is {chunk.compression}-compressed; checkpoints are written uncompressed")
+            if chunk.has_dictionary_page or not _ENCODINGS.issuperset(chunk.encodings):
+                raise CorruptCheckpoint(f"{where} uses encodings {chunk.encodings}; checkpoints use only PLAIN and RLE")
+            # Values, plus up to 16 bytes of offsets, levels and validity for each.
+            decoded += chunk.total_uncompressed_size + 16 * chunk.num_values
+    allowed = min(max_bytes, MAX_EXPANSION * size + (1 << 20))
+    if decoded > allowed:
+        raise CorruptCheckpoint(f"decoding would take about {decoded:,} bytes, more than the {allowed:,} allowed for a {size:,}-byte file")
+
+
+def read_checkpoint(path: str, filesystem: pafs.FileSystem | None = None, max_bytes: int = MAX_BYTES) -> Checkpoint:
+    """Read one checkpoint file and verify its hash; raises :class:`CorruptCheckpoint`.
+
+    Nothing is decoded before :func:`check_layout` has accepted the file's footer.
+    """
     if filesystem is None:
         filesystem, path = _resolve(path)
     try:
+        size = filesystem.get_file_info(path).size
+        if size is None:
+            raise FileNotFoundError(path)
+        check_size(size, max_bytes)
         with filesystem.open_input_file(path) as f:
             parquet = pq.ParquetFile(f)
+            check_layout(parquet.metadata, size, max_bytes)
             raw_meta = (parquet.metadata.metadata or {}).get(METADATA_KEY)
             # Row group by row group: read() would concatenate them into one buffer (a copy).
             # One thread each: a row group holds one large value or a few small ones.
             tables = [parquet.read_row_group(i, use_threads=False) for i in range(parquet.num_row_groups)]
     except FileNotFoundError:
         raise
+    except CorruptCheckpoint as exc:
+        raise CorruptCheckpoint(f"{path}: {exc}") from None
     except (OSError, pa.ArrowException) as exc:
         raise CorruptCheckpoint(f"{path}: not a readable Parquet file ({exc})") from None
     if raw_meta is None:
         raise CorruptCheckpoint(f"{path}: no streamlearn metadata")
     try:
         metadata = json.loads(raw_meta)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise CorruptCheckpoint(f"{path}: metadata is not JSON ({exc})") from None
+    if not isinstance(metadata, dict):
+        raise CorruptCheckpoint(f"{path}: metadata is not a JSON object")
     state = state_from_table(tables)
     digest = state_hash(state)
     if digest != metadata.get("sha256"):
@@ -306,6 +380,9 @@ class CheckpointStore:
     filesystem
         A ``pyarrow.fs.FileSystem`` to use instead of resolving ``location``
         (then ``location`` is a path inside it).
+    max_bytes
+        Largest checkpoint file read (see :func:`check_layout`); a larger one is
+        corrupt, and writing one logs an error.
 
     Example
     -------
@@ -317,13 +394,16 @@ class CheckpointStore:
     array([0., 1., 2.])
     """
 
-    def __init__(self, location: str | os.PathLike, keep: int = 5, filesystem: pafs.FileSystem | None = None):
+    def __init__(
+        self, location: str | os.PathLike, keep: int = 5, filesystem: pafs.FileSystem | None = None, max_bytes: int = MAX_BYTES
+    ):
         location = os.fspath(location)
         if filesystem is None:
             self.fs, self.root = _resolve(location)
         else:
             self.fs, self.root = filesystem, location.rstrip("/")
         self.keep = keep
+        self.max_bytes = max_bytes
         self.location = location
         self._local = isinstance(self.fs, pafs.LocalFileSystem)
         self._dir_ready = False
@@ -434,6 +514,13 @@ class CheckpointStore:
         if not self._swept:
             self._sweep_partial_files()
             self._swept = True
+        if size > self.max_bytes:
+            log.error(
+                "checkpoint larger than [checkpoint] max_bytes: it will be refused on load; raise the limit",
+                file=name,
+                bytes=size,
+                max_bytes=self.max_bytes,
+            )
         log.info(
             "checkpoint written",
             file=name,
@@ -509,7 +596,7 @@ class CheckpointStore:
         """Load one checkpoint by file name (verifies its hash); only names of the store's own pattern."""
         if checkpoint_seq(name) is None:
             raise ValueError(f"{name!r} is not a checkpoint file name of this store (checkpoint-<digits>.parquet)")
-        return read_checkpoint(self._path(name), self.fs)
+        return read_checkpoint(self._path(name), self.fs, self.max_bytes)
 
     def load_latest(self) -> Checkpoint | None:
         """The newest checkpoint whose hash verifies; corrupt ones are logged and skipped."""

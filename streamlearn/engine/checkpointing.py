@@ -133,7 +133,7 @@ class Checkpointer:
 
     @classmethod
     def from_config(cls, config: Any, learner: Any, processor: Any, source: Source, sinks: Sequence[Sink | None] = ()) -> Checkpointer:
-        store = CheckpointStore(config.checkpoint.dir, keep=config.checkpoint.keep)
+        store = CheckpointStore(config.checkpoint.dir, keep=config.checkpoint.keep, max_bytes=config.checkpoint.max_bytes)
         return cls(
             store,
             learner,

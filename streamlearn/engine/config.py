@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from streamlearn.engine import registry
+from streamlearn.engine.checkpoint import MAX_BYTES
 from streamlearn.engine.processor import DEFAULT_LIMITS, EvalOptions, InputLimits, MetricSet
 from streamlearn.redact import REDACTED, is_secret_key
 
@@ -102,6 +103,8 @@ class CheckpointConfig:
     every_seconds: float = 60.0
     #: Checkpoints kept (older ones are deleted).
     keep: int = 5
+    #: Largest checkpoint file read; a larger one is refused as corrupt (docs/security.md).
+    max_bytes: int = MAX_BYTES
 
 
 @dataclasses.dataclass
@@ -342,6 +345,8 @@ def _check_values(config: Config) -> None:
         raise ConfigError(f"eval.metrics: {exc}") from None
     if config.checkpoint.keep < 1:
         raise ConfigError("checkpoint.keep must be at least 1")
+    if config.checkpoint.max_bytes < 1:
+        raise ConfigError("checkpoint.max_bytes must be at least 1")
     if config.input.format not in (None, "jsonl", "csv", "parquet"):
         raise ConfigError(f"input.format must be jsonl, csv or parquet, got {config.input.format!r}")
     if config.kafka.client not in ("auto", "confluent-kafka", "kafka-python"):

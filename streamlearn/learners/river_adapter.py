@@ -116,14 +116,32 @@ class RiverLearner:
     @classmethod
     def from_estimator(cls, estimator: Any) -> RiverLearner:
         """Wrap a river model (a pipeline ending in one included), keeping its learned state."""
-        if isinstance(estimator, compose.Pipeline):
-            *pre, last = estimator.steps.values()
-            learner = cls(river_spec.describe(last), preprocessing=[river_spec.describe(s) for s in pre])
-        else:
-            learner = cls(river_spec.describe(estimator))
-        learner._attach(estimator)
+        learner = cls.__new__(cls)
+        learner._wrap(estimator)
         learner._check_storable()
         return learner
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> RiverLearner:
+        """The learner whose :meth:`state_dict` is ``state``, rebuilt from the state alone.
+
+        No constructor runs on stored parameters: ``load_learner`` uses this, so a
+        checkpoint's metadata cannot make it build, say, ``sketch.NUnique(error_rate=1e-4)``
+        (half a GB) before the state replaces it.
+        """
+        learner = cls.__new__(cls)
+        learner._wrap(river_state.loads(state["pipeline"]))
+        return learner
+
+    def _wrap(self, estimator: Any) -> None:
+        """Use ``estimator`` and record it in the config form (describing it builds nothing)."""
+        *pre, last = estimator.steps.values() if isinstance(estimator, compose.Pipeline) else [estimator]
+        for step in pre:
+            if not isinstance(step, base.Transformer | base.SupervisedTransformer):
+                raise ValueError(f"preprocessing step {type(step).__name__} is not a river transformer")
+        self.model, self.model_params = river_spec.describe(last), {}
+        self.preprocessing = [river_spec.describe(step) for step in pre]
+        self._attach(estimator)
 
     @staticmethod
     def _compose(steps: list, estimator: Any) -> Any:
