@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import resource
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from streamlearn.engine.checkpoint import Checkpoint, CheckpointStore, read_checkpoint
@@ -23,7 +26,8 @@ def load_learner(location: str | os.PathLike, learner_class: type | None = None)
     factory of its module, so it is rebuilt only with ``learner_class=TorchLearner``.
     A learner class with a ``from_state_dict`` constructor (river learners) is rebuilt
     from its state alone; for the others the stored parameters must pass
-    :func:`check_params` first (docs/security.md).
+    :func:`check_params` first, and the constructor runs under a :func:`memory_budget`
+    (docs/security.md).
 
     >>> from streamlearn import load_learner               # doctest: +SKIP
     >>> learner = load_learner("out/phishing/checkpoints")  # doctest: +SKIP
@@ -96,6 +100,56 @@ def check_params(params: Any, where: str = "params") -> Any:
     return params
 
 
+#: Memory a learner's constructor may take when rebuilt from stored parameters, on top of
+#: ``BUILD_PER_STATE_BYTE`` times its state's size: a real learner is built about as big
+#: as the state that then replaces its insides.
+BUILD_BUDGET = 256 << 20
+BUILD_PER_STATE_BYTE = 4
+
+
+def _data_segment() -> int | None:
+    """This process's data segment in bytes (Linux), else None."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmData:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+@contextlib.contextmanager
+def memory_budget(nbytes: int, what: str) -> Iterator[None]:
+    """Cap the process's data segment (``RLIMIT_DATA``) at its current size plus ``nbytes`` within the block.
+
+    An allocation beyond it fails at once, before the memory is taken, and becomes a
+    ``ValueError`` naming ``what``. The limit is process-wide while the block runs (other
+    threads allocating then share it) and needs Linux; elsewhere nothing is capped.
+    """
+    current = _data_segment()
+    if current is None:
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    cap = current + nbytes
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    if soft != resource.RLIM_INFINITY:
+        cap = min(cap, soft)
+    resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
+    try:
+        yield
+    except MemoryError:
+        raise ValueError(f"{what} needs more than the {nbytes:,} bytes of memory allowed; refusing it") from None
+    finally:
+        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+
+
+def _state_bytes(state: Mapping[str, Any]) -> int:
+    return sum(v.nbytes if hasattr(v, "nbytes") else len(v) if isinstance(v, str) else 8 for v in state.values())
+
+
 def learner_from_checkpoint(checkpoint: Checkpoint, learner_class: type | None = None) -> Any:
     """The learner a checkpoint holds: rebuilt from its state (or its checked parameters), its state loaded."""
     spec = checkpoint.metadata.get("learner") or {}
@@ -116,6 +170,9 @@ def learner_from_checkpoint(checkpoint: Checkpoint, learner_class: type | None =
     from_state = getattr(learner_class, "from_state_dict", None)
     if callable(from_state):
         return from_state(state)
-    learner = learner_class(**check_params(spec.get("params") or {}, f"{checkpoint.path}: learner params"))
+    params = check_params(spec.get("params") or {}, f"{checkpoint.path}: learner params")
+    budget = BUILD_BUDGET + BUILD_PER_STATE_BYTE * _state_bytes(state)
+    with memory_budget(budget, f"building {learner_class.__name__} from {checkpoint.path}'s stored parameters"):
+        learner = learner_class(**params)
     learner.load_state_dict(state)
     return learner

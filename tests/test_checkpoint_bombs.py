@@ -167,3 +167,23 @@ def test_the_writer_passes_its_own_checks(tmp_path):
     store = CheckpointStore(tmp_path)
     store.save(state, events=1)
     assert store.load_latest().state["k3"] is True
+
+
+def test_a_costly_but_valid_spec_in_other_learners_params_is_refused_within_a_budget(tmp_path):
+    # ActiveLearner builds its river classifier from its stored parameters: the issue's
+    # NUnique bomb placed there is refused before the memory is taken.
+    from streamlearn.learners.active import ActiveLearner
+
+    learner = ActiveLearner("linear_model.LogisticRegression", strategy="randvar", budget=0.5)
+    store = CheckpointStore(tmp_path)
+    spec = learner_spec(learner, "active", {"classifier": "linear_model.LogisticRegression", "budget": 0.5})
+    info = store.save({f"learner/{k}": v for k, v in learner.state_dict().items()}, events=0, learner=spec)
+    path = tmp_path / info.file
+    assert type(learner_from_checkpoint(read_checkpoint(str(path)))) is ActiveLearner
+    metadata = read_checkpoint(str(path)).metadata
+    metadata["learner"]["params"]["classifier"] = {"class": "sketch.NUnique", "error_rate": 1.3e-4}
+    _rewrite(path, pq.read_table(path), metadata, compression="none", use_dictionary=False)
+    outcome = _peak("load_learner", path)
+    assert outcome["error"].startswith("ValueError: building ActiveLearner from ")
+    assert "bytes of memory allowed; refusing it" in outcome["error"]
+    assert outcome["grown"] < 300 << 20, outcome  # the spec asks for ~515 MB
