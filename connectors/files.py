@@ -196,6 +196,10 @@ class _RowSource(Source):
     def positions(self) -> dict[str, dict[str, Any]]:
         return {self.path: {"path": self.path, "row": self._row}}
 
+    def columns(self) -> list[str]:
+        """The file's column names (its header), known before the first row is read."""
+        raise NotImplementedError
+
 
 class CsvSource(_RowSource):
     """A CSV file with a header row; cells are typed (see module docstring)."""
@@ -243,6 +247,9 @@ class CsvSource(_RowSource):
 
     def progress(self) -> tuple[int, int | None]:
         return self._row, None
+
+    def columns(self) -> list[str]:
+        return list(self._header)
 
     def close(self) -> None:
         self._file.close()
@@ -312,6 +319,9 @@ class ParquetSource(_RowSource):
 
     def progress(self) -> tuple[int, int | None]:
         return self._row, self._total
+
+    def columns(self) -> list[str]:
+        return list(self._file.schema_arrow.names)
 
     def close(self) -> None:
         self._file.close()

@@ -69,6 +69,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if "report_path" in report:
         summary["report"] = report["report_path"]
     print(json.dumps(summary, indent=2))
+    for warning in report.get("warnings", []):
+        print(f"streamlearn: warning: {warning}", file=sys.stderr)
     return 0
 
 

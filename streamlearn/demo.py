@@ -39,6 +39,7 @@ from typing import Any
 
 import structlog
 
+from streamlearn.engine.processor import shown as metric_text
 from streamlearn.logs import configure_logging
 
 __all__ = ["demo_events", "main", "run_demo"]
@@ -141,7 +142,7 @@ def _clear_old_checkpoints(directory: Path) -> None:
 def _line(elapsed: float, s: dict[str, Any]) -> str:
     lanes = s.get("lanes", {})
     metrics = next(iter(lanes.values()))["metrics"] if lanes else {}
-    shown = "  ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+    shown = "  ".join(f"{k} {metric_text(v, '.3f')}" for k, v in metrics.items())
     return (
         f"{elapsed:6.1f} s  events {s.get('events', 0):>8,}  {s.get('events_per_second', 0):>7,.0f}/s  "
         f"lag {s.get('lag', 0):>7,}  {shown}  dead letters {s.get('dead_letters', 0)}  checkpoints {s.get('checkpoints', 0)}"
@@ -292,7 +293,7 @@ def run_demo(args: argparse.Namespace, stop: threading.Event | None = None) -> i
     if report_path is not None:
         summary["report"] = str(report_path)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+    shown = ", ".join(f"{k} {metric_text(v, '.3f')}" for k, v in metrics.items())
     print(
         f"\ndone: {summary['events_processed']:,} events ({summary['dead_letters']} dead letters) in {elapsed:.1f} s; {shown}\n"
         f"  checkpoints  {checkpoints}    (streamlearn checkpoints list {checkpoints})\n"

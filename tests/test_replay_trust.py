@@ -6,8 +6,9 @@ import shutil
 import pytest
 
 from streamlearn.engine.checkpoint import CheckpointStore
-from streamlearn.engine.config import parse_config
-from streamlearn.engine.replay import RUN_FIELDS, StaleCheckpoint, replay
+from streamlearn.engine.config import ConfigError, parse_config
+from streamlearn.engine.processor import MetricSet
+from streamlearn.engine.replay import RUN_FIELDS, EmptyInput, NothingLearned, StaleCheckpoint, replay
 from tests.conftest import REPO, run_cli
 
 LOGREG = {"model": "linear_model.LogisticRegression", "preprocessing": ["preprocessing.StandardScaler"]}
@@ -152,3 +153,92 @@ def test_cli_refuses_a_stale_checkpoint_with_exit_2_and_fresh_starts_over(tmp_pa
     assert fresh.returncode == 0, fresh.stderr
     assert json.loads((tmp_path / "rep" / "report.json").read_text())["config"]["learner"]["params"]["model"] == "naive_bayes.GaussianNB"
     assert list((tmp_path / "out" / "phishing").glob("checkpoints.old-*"))
+
+
+# --------------------------------------------------------------------------- finding 2: no silent wrong results
+
+
+def _flat_rows(phishing_jsonl, n=200):
+    return [{**e["x"], "is_phishing": e["y"]} for e in map(json.loads, phishing_jsonl.read_text().splitlines()[:n])]
+
+
+def test_an_empty_input_is_an_error_and_stores_no_checkpoint(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "empty.jsonl").write_text("\n\n")
+    (tmp_path / "header.csv").write_text("a,is_phishing\n")
+    pq.write_table(pa.table({"a": pa.array([], pa.float64()), "is_phishing": pa.array([], pa.bool_())}), tmp_path / "empty.parquet")
+    for name in ("empty.jsonl", "header.csv", "empty.parquet"):
+        with pytest.raises(EmptyInput, match="holds no events"):
+            replay(_config(tmp_path, input={"target": "is_phishing"} if "jsonl" not in name else {}), tmp_path / name, progress=False)
+    assert not list((tmp_path / "checkpoints").glob("*.parquet"))
+    (tmp_path / "c.toml").write_text((REPO / "configs" / "phishing.toml").read_text())
+    result = run_cli("replay", "c.toml", "--input", "empty.jsonl", "--report", "rep", cwd=tmp_path)
+    assert result.returncode == 1 and "holds no events" in result.stderr
+    assert not (tmp_path / "rep" / "report.json").exists()
+
+
+def test_a_flat_file_without_a_target_names_the_fix_before_the_first_row(tmp_path, phishing_jsonl):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = _flat_rows(phishing_jsonl)
+    header = list(rows[0])
+    (tmp_path / "p.csv").write_text(",".join(header) + "\n" + "".join(",".join(str(r[h]).lower() for h in header) + "\n" for r in rows))
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "p.parquet")
+    for name in ("p.csv", "p.parquet"):
+        with pytest.raises(ConfigError, match=r"add \[input\] target = \"is_phishing\""):
+            replay(_config(tmp_path), tmp_path / name, progress=False)
+        with pytest.raises(ConfigError, match=r"target = 'is_phish' is not a column .*did you mean \[input\] target = 'is_phishing'"):
+            replay(_config(tmp_path, input={"target": "is_phish"}), tmp_path / name, progress=False)
+    with pytest.raises(ConfigError, match=r"exclude names 'nope'"):
+        replay(_config(tmp_path, input={"target": "is_phishing", "exclude": ["nope"]}), tmp_path / "p.csv", progress=False)
+    assert not (tmp_path / "predictions.jsonl").exists()  # refused before anything was read or written
+    (tmp_path / "c.toml").write_text((REPO / "configs" / "phishing.toml").read_text())
+    result = run_cli("replay", "c.toml", "--input", "p.csv", cwd=tmp_path)
+    assert result.returncode == 2 and '[input] target = "is_phishing"' in result.stderr
+    assert replay(_config(tmp_path, input={"target": "is_phishing"}), tmp_path / "p.csv", progress=False)["processed"] == 200
+
+
+def test_a_run_where_every_event_is_a_dead_letter_fails_with_the_reasons(tmp_path):
+    (tmp_path / "bad.jsonl").write_text('{"x": {"a": "b"}, "y": true}\nnot json\n' * 3)
+    with pytest.raises(NothingLearned, match=r"6 of 6 events were dead letters; top reasons: 3 × x\['a'\] must be a number") as err:
+        replay(_config(tmp_path), tmp_path / "bad.jsonl", tmp_path / "rep", progress=False)
+    assert "rep" in str(err.value)  # the report is still written, for the reasons
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert report["final_metrics"] == {"Accuracy": None, "Accuracy@1000": None, "LogLoss": None, "LogLoss@1000": None}
+    assert report["dead_letter_share"] == 1.0 and report["dead_letter_reasons"]["invalid JSON: Expecting value: line 1 column 1 (char 0)"] == 3
+    (tmp_path / "c.toml").write_text((REPO / "configs" / "phishing.toml").read_text())
+    result = run_cli("replay", "c.toml", "--input", "bad.jsonl", cwd=tmp_path)
+    assert result.returncode == 1 and "learned nothing" in result.stderr and "must be a number" in result.stderr
+
+
+def test_a_high_dead_letter_share_is_reported_prominently(tmp_path, phishing_jsonl):
+    good = phishing_jsonl.read_text().splitlines()[:100]
+    (tmp_path / "some.jsonl").write_text("\n".join(good + ['{"x": {"a": "b"}, "y": true}'] * 6 + ["{}"]) + "\n")
+    report = replay(_config(tmp_path), tmp_path / "some.jsonl", progress=False)
+    (warning,) = report["warnings"]
+    assert warning.startswith("6.5% dead letters: 7 of 107 events") and "6 × x['a'] must be a number, got str; 1 × missing field 'x'" in warning
+    (tmp_path / "c.toml").write_text((REPO / "configs" / "phishing.toml").read_text())
+    result = run_cli("replay", "c.toml", "--input", "some.jsonl", cwd=tmp_path)
+    assert result.returncode == 0 and "streamlearn: warning: 6.5% dead letters" in result.stderr
+    (tmp_path / "few.jsonl").write_text("\n".join(good + ["{}"] * 4) + "\n")  # 3.8%: below the 5% mark
+    report = replay(_config(tmp_path / "few"), tmp_path / "few.jsonl", progress=False)
+    assert report["warnings"] == [] and report["dead_letters"] == 4
+
+
+def test_metrics_without_data_are_missing_not_zero(tmp_path, phishing_jsonl):
+    unlabelled = [json.dumps({"x": e["x"]}) for e in map(json.loads, phishing_jsonl.read_text().splitlines()[:60])]
+    (tmp_path / "unlabelled.jsonl").write_text("\n".join(unlabelled) + "\n")
+    report = replay(_config(tmp_path), tmp_path / "unlabelled.jsonl", tmp_path / "rep", progress=False)
+    assert report["processed"] == 60 and set(report["final_metrics"].values()) == {None}
+    stored = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert stored["final_metrics"]["LogLoss"] is None and stored["history"][0]["Accuracy"] is None
+    metrics = MetricSet(["Accuracy", "LogLoss"], window=10)
+    assert metrics.values() == {"Accuracy": None, "Accuracy@10": None, "LogLoss": None, "LogLoss@10": None}
+    metrics.update(True, False, {True: 0.4, False: 0.6})
+    assert metrics.values()["Accuracy"] == 0.0 and metrics.values()["LogLoss"] > 0  # a real 0.0 stays 0.0
+    restored = MetricSet(["Accuracy", "LogLoss"], window=10)
+    restored.load_state_dict(metrics.state_dict())
+    assert restored.values() == metrics.values()

@@ -127,6 +127,9 @@ class Checkpointer:
         self._since = 0
         #: Returns the state to store, checked healthy (the engine's ``guard``); None: stored as is.
         self.guard: Callable[[], dict[str, Any]] | None = None
+        #: False: a run that read no event at all writes no checkpoint at the end (a
+        #: replay of an empty input); the daemon keeps True (its positions matter).
+        self.store_if_empty = True
         #: Returns more metadata (JSON values) for each checkpoint, taken after the guard
         #: (the replay stores its fingerprints, metric history and counters there).
         self.metadata: Callable[[], dict[str, Any]] | None = None
@@ -206,6 +209,8 @@ class Checkpointer:
         processor (labels still delayed are learned, a partial batch is adapted), so
         the state is compared with the last checkpoint's hash too.
         """
+        if not self.store_if_empty and self.last is None and not self.events:
+            return
         if self._since or self.last is None or state_hash(state_of(self.learner, self.processor)) != self.last.sha256:
             self.checkpoint()
 

@@ -61,6 +61,7 @@ from streamlearn.connectors.kafka import (
 from streamlearn.engine.checkpointing import Checkpointer
 from streamlearn.engine.config import Config, ConfigError, load_config
 from streamlearn.engine.loop import Engine
+from streamlearn.engine.processor import rounded
 
 __all__ = ["Daemon", "Lane", "run_daemon"]
 
@@ -338,7 +339,7 @@ class Daemon(RebalanceHooks):
                     lag=s["lag"],
                     dead_letters=s["dead_letters"],
                     checkpoints=s["checkpoints"],
-                    **{k: round(v, 6) for k, v in _first_metrics(s).items()},
+                    **rounded(_first_metrics(s)),
                 )
 
     def _shutdown(self, clean: bool) -> None:

@@ -36,7 +36,7 @@ import orjson
 import structlog
 
 from streamlearn.connectors.base import Record, Sink, Source
-from streamlearn.engine.processor import DEFAULT_LIMITS, BadEvent, InputLimits, Item, Output, Processor
+from streamlearn.engine.processor import DEFAULT_LIMITS, BadEvent, InputLimits, Item, Output, Processor, rounded
 from streamlearn.engine.safepoint import SafePoint
 
 __all__ = ["Engine", "RunStats", "dead_letter"]
@@ -348,7 +348,7 @@ class Engine:
                     events=stats.records,
                     events_per_s=round(stats.events_per_second, 1),
                     dead_letters=stats.dead_letters,
-                    **{k: round(v, 6) for k, v in self.processor.metrics().items()},
+                    **rounded(self.processor.metrics()),
                 )
         if checkpointer is not None:
             checkpointer.final()

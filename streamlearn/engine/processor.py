@@ -51,6 +51,8 @@ __all__ = [
     "metric_class",
     "number_list",
     "numeric_features",
+    "rounded",
+    "shown",
     "split_windowed_name",
     "windowed_name",
 ]
@@ -128,10 +130,24 @@ def metric_class(name: str) -> type:
     raise ValueError(f"river.metrics has no metric {name!r}{did_you_mean}")
 
 
+def rounded(values: Mapping[str, float | None], digits: int = 6) -> dict[str, float | None]:
+    """Metric values rounded for a log line; a metric with no data stays None."""
+    return {k: None if v is None else round(v, digits) for k, v in values.items()}
+
+
+def shown(value: float | None, spec: str = ".4g") -> str:
+    """A metric value as text; ``n/a`` for a metric with no data yet."""
+    return "n/a" if value is None else format(value, spec)
+
+
 class MetricSet:
     """river metrics updated together, each cumulative and (with a window) over the
     last ``window`` events through river's ``utils.Rolling``; their state survives
-    checkpoints (no pickle)."""
+    checkpoints (no pickle).
+
+    A metric that has scored nothing yet has no value: :meth:`values` gives None
+    for it (river's 0.0 would read as a perfect log loss or a useless accuracy).
+    """
 
     def __init__(self, names: Sequence[str], window: int = 0):
         from river import utils
@@ -147,6 +163,9 @@ class MetricSet:
                 self.keys.append(windowed_name(name, window))
                 self._metrics.append(utils.Rolling(cls, window_size=window))
         self.needs_proba = any(not getattr(m, "requires_labels", True) for m in self._metrics)
+        #: The state of each metric before any update, and which have been updated since.
+        self._empty = [river_state.dumps(m) for m in self._metrics]
+        self._scored = [False] * len(self._metrics)
 
     def update(self, y_true: Any, y_pred: Any, proba: Mapping | None = None) -> None:
         for m in self._metrics:
@@ -173,14 +192,19 @@ class MetricSet:
 
         return update
 
-    def values(self) -> dict[str, float]:
-        return {key: float(m.get()) for key, m in zip(self.keys, self._metrics, strict=True)}
+    def values(self) -> dict[str, float | None]:
+        scored = self._scored
+        if not all(scored):  # once a metric has data it keeps it: compared until then only
+            for i, m in enumerate(self._metrics):
+                scored[i] = scored[i] or river_state.dumps(m) != self._empty[i]
+        return {key: float(m.get()) if seen else None for key, m, seen in zip(self.keys, self._metrics, scored, strict=True)}
 
     def state_dict(self) -> State:
         return {f"metric/{key}": river_state.dumps(m) for key, m in zip(self.keys, self._metrics, strict=True)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._metrics = [river_state.loads(state[f"metric/{key}"]) for key in self.keys]
+        self._scored = [False] * len(self._metrics)
 
 
 class Processor(ABC):
@@ -193,6 +217,10 @@ class Processor(ABC):
 
     #: Metrics used when ``[eval] metrics`` is empty.
     default_metrics: ClassVar[tuple[str, ...]] = ()
+
+    #: Fields every event must have; a flat CSV/Parquet file without such a column
+    #: needs ``[input] target`` (which builds ``x`` and ``y`` from the columns).
+    event_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, learner: Any, eval: EvalOptions | None = None, options: Any = None, emit: bool = True):
         self.learner = learner

@@ -69,6 +69,8 @@ class SnapshotCollector(Collector):
             age.add_metric([lane], info["checkpoint_age_seconds"])
             duration.add_metric([lane], info["checkpoint_seconds"])
             for key, value in info["metrics"].items():
+                if value is None:  # no data yet: no sample rather than a made-up 0
+                    continue
                 name, window = split_windowed_name(key)
                 metric.add_metric([lane, name, "all" if window is None else str(window)], value)
         yield age

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import difflib
 import hashlib
 import json
 import os
@@ -40,12 +41,26 @@ import structlog
 from streamlearn import __version__
 from streamlearn.connectors.files import RowMapping, open_sink, open_source
 from streamlearn.engine.checkpoint import Checkpoint
-from streamlearn.engine.config import Config, load_config
+from streamlearn.engine.config import Config, ConfigError, load_config
 from streamlearn.engine.fingerprint import StaleCheckpoint, compare, input_fingerprint, same_head, state_fingerprint
 from streamlearn.engine.loop import Engine, RunStats
+from streamlearn.engine.processor import rounded
+from streamlearn.engine.processor import shown as metric_text
 from streamlearn.engine.report import write_report
 
-__all__ = ["RUN_FIELDS", "StaleCheckpoint", "replay"]
+__all__ = ["DEAD_LETTER_WARNING", "RUN_FIELDS", "EmptyInput", "NothingLearned", "StaleCheckpoint", "replay"]
+
+#: A replay whose dead letters are at least this share of its events says so
+#: prominently (stderr, ``report.json`` ``warnings``) with the top reasons.
+DEAD_LETTER_WARNING = 0.05
+
+
+class EmptyInput(ValueError):
+    """The input holds no event: there is nothing to evaluate."""
+
+
+class NothingLearned(ValueError):
+    """Every event was a dead letter: the metrics would describe an untrained learner."""
 
 #: Report fields that describe one run rather than the evaluation: two runs of the
 #: same command (the second resuming a finished replay) differ only in these.
@@ -84,7 +99,7 @@ class _ProgressBar:
         done, _ = self.source.progress()
         self.bar.update(done - self.bar.n)
         shown = [f"{stats.records:,} events", f"{stats.events_per_second:,.0f} events/s", f"{stats.dead_letters:,} dead letters"]
-        shown += [f"{k} {v:.4g}" for k, v in self.processor.metrics().items()]
+        shown += [f"{k} {metric_text(v)}" for k, v in self.processor.metrics().items()]
         self.bar.set_postfix_str(", ".join(shown), refresh=False)
 
     def close(self) -> None:
@@ -222,14 +237,15 @@ def replay(
         raise ValueError("--fresh and --resume exclude each other")
     if resume and not config.checkpoint.dir:
         raise StaleCheckpoint("--resume needs a [checkpoint] dir in the config")
-    if fresh:
-        _move_aside(config)
     mapping = RowMapping(config.input.target, config.input.exclude)
     learner = config.build_learner()
     processor = config.build_processor(learner)
 
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(open_source(path, config.input.format, mapping))
+        _check_columns(source, config, processor)
+        if fresh:  # only once the input is known to fit: a refused run moves nothing
+            _move_aside(config)
         state_print, input_print = state_fingerprint(config), input_fingerprint(path)
         outputs = stack.enter_context(open_sink(config.output.predictions)) if config.output.predictions else None
         dead = stack.enter_context(open_sink(config.output.dead_letters)) if config.output.dead_letters else None
@@ -239,6 +255,7 @@ def replay(
 
             checkpointer = Checkpointer.from_config(config, learner, processor, source, sinks=[outputs, dead])
             restored = checkpointer.restore(_checkpoint_check(config, state_print, input_print, resume))
+            checkpointer.store_if_empty = False  # an empty input is an error, not a 0-event state
         bar = _ProgressBar(source, processor, sys.stderr.isatty() if progress is None else progress)
         engine = Engine(
             processor, source, outputs=outputs, dead_letters=dead, checkpointer=checkpointer, on_batch=bar, **config.engine_options()
@@ -284,15 +301,24 @@ def replay(
     if checkpointer is not None:
         report["resumed_from_events"] = checkpointer.events_before
         report["checkpoints_written"] = checkpointer.written
+    if not stats.records and source.exhausted:
+        raise EmptyInput(f"the input {path} holds no events (an empty file, blank lines or a header only): nothing was evaluated")
+    report["dead_letter_share"] = stats.dead_letters / stats.records if stats.records else None
+    report["warnings"] = _warnings(stats)
+    for warning in report["warnings"]:
+        log.warning(warning)
     log.info(
         "replay finished",
         events=stats.records,
         events_per_s=round(stats.events_per_second, 1),
         dead_letters=stats.dead_letters,
-        **{k: round(v, 6) for k, v in report["final_metrics"].items()},
+        **rounded(report["final_metrics"]),
     )
     if report_dir is not None:
         report["report_path"] = str(write_report(report, report_dir))
+    if stats.dead_letters and not stats.processed:
+        written = f" (report: {report['report_path']})" if "report_path" in report else ""
+        raise NothingLearned(f"the learner learned nothing: {_dead_letter_summary(stats)}{written}")
     return report
 
 
@@ -328,3 +354,44 @@ def _restore_stats(stats: RunStats, stored: dict[str, Any]) -> None:
     stats.elapsed_before = float(counters.get("elapsed_seconds", 0.0))
     stats.reasons.update(counters.get("reasons", {}))
     stats.history = [dict(point) for point in stored.get("history", []) if point.get("events", 0) <= stats.records]
+
+
+def _column_list(columns: list[str], most: int = 12) -> str:
+    shown = ", ".join(columns[:most])
+    return shown + (f", ... ({len(columns)} in all)" if len(columns) > most else "")
+
+
+def _check_columns(source: Any, config: Config, processor: Any) -> None:
+    """A CSV/Parquet header against ``[input]``, before the first row: a missing target
+    would otherwise make every row a dead letter."""
+    columns = source.columns() if hasattr(source, "columns") else None
+    if not columns:  # JSONL, or an empty file (reported as an empty input)
+        return
+    where = f"{source.path} has the columns {_column_list(columns)}"
+    target = config.input.target
+    if target is not None and target not in columns:
+        hint = difflib.get_close_matches(target, columns, n=1)
+        did_you_mean = f" (did you mean [input] target = {hint[0]!r}?)" if hint else ""
+        raise ConfigError(f"[input] target = {target!r} is not a column of the input{did_you_mean}; {where}")
+    missing = [name for name in config.input.exclude if name not in columns]
+    if missing:
+        raise ConfigError(f"[input] exclude names {', '.join(map(repr, missing))}, not columns of the input; {where}")
+    needed = [name for name in processor.event_fields if name not in columns]
+    if target is None and needed:
+        raise ConfigError(
+            f"{where} but no {', '.join(map(repr, needed))}: its rows are flat, so the config must say which column is "
+            f'the label: add [input] target = "{columns[-1] if columns[-1] not in ("id", "ts") else columns[0]}" '
+            "(or the name of your label column) and the other columns become the features x"
+        )
+
+
+def _dead_letter_summary(stats: RunStats, top: int = 5) -> str:
+    reasons = "; ".join(f"{count:,} × {reason}" for reason, count in stats.reasons.most_common(top))
+    return f"{stats.dead_letters:,} of {stats.records:,} events were dead letters; top reasons: {reasons}"
+
+
+def _warnings(stats: RunStats) -> list[str]:
+    """What the report must say prominently: a high share of dead letters, with why."""
+    if stats.dead_letters and stats.dead_letters / stats.records >= DEAD_LETTER_WARNING:
+        return [f"{stats.dead_letters / stats.records:.1%} dead letters: {_dead_letter_summary(stats)}"]
+    return []

@@ -31,7 +31,9 @@ def _panels(series: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
     panels: dict[str, list[str]] = {}
     for history in series.values():
         for key in history[0] if history else {}:
-            if key == "events" or not all(isinstance(h.get(key), int | float) for h in history):
+            values = [h.get(key) for h in history]
+            # A metric is None until it has data (a label delay): those points are gaps.
+            if key == "events" or not all(v is None or isinstance(v, int | float) for v in values) or values.count(None) == len(values):
                 continue
             keys = panels.setdefault(split_windowed_name(key)[0], [])
             if key not in keys:
@@ -63,7 +65,7 @@ def plot_curves(series: dict[str, list[dict[str, Any]]], path: str | os.PathLike
                 what = "cumulative" if window is None else f"last {window:,} events"
                 ax.plot(
                     events,
-                    [h[key] for h in history],
+                    [math.nan if h.get(key) is None else h[key] for h in history],
                     color=colours[i % len(colours)],
                     lw=1.5 if window is not None else 1.2,
                     ls="--" if window is None and len(keys) > 1 else "-",

@@ -63,6 +63,8 @@ def _label(event: Mapping[str, Any]) -> Any:
 class ActiveProcessor(Processor):
     """Prequential prediction, label requests and delayed label answers joined by id."""
 
+    event_fields = ("x",)
+
     @dataclasses.dataclass
     class Options:
         #: Events between a request and its replayed answer (the event's logged ``y``); None: ``[eval] label_delay``.

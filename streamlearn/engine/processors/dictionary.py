@@ -42,6 +42,8 @@ __all__ = ["DictionaryProcessor"]
 class DictionaryProcessor(Processor):
     """Codes each event with the current dictionary, then learns it."""
 
+    event_fields = ("x",)
+
     @dataclasses.dataclass
     class Options:
         #: Write codes as ``{"index": [...], "value": [...]}`` (non-zero entries only).

@@ -56,6 +56,8 @@ class _Event(NamedTuple):
 class GroupwiseProcessor(Processor):
     """Prequential evaluation of a :class:`~streamlearn.learners.groupwise.GroupwiseRegressor`."""
 
+    event_fields = ("x",)
+
     @dataclasses.dataclass
     class Options:
         #: Add the awake experts' predictions (by group) to each output.

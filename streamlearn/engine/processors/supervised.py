@@ -52,6 +52,8 @@ _BINARY_LABELS = (True, False)  # 1 == True and 0 == False, so 0/1 fit too
 class SupervisedProcessor(Processor):
     """Test-then-train over ``{"x", "y"}`` events."""
 
+    event_fields = ("x",)
+
     @dataclasses.dataclass
     class Options:
         #: Events per ``predict_many`` / ``learn_many`` call (0: event by event, or the
