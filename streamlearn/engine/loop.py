@@ -36,6 +36,7 @@ import orjson
 import structlog
 
 from streamlearn.connectors.base import Record, Sink, Source
+from streamlearn.engine.checkpointing import state_of
 from streamlearn.engine.processor import DEFAULT_LIMITS, BadEvent, InputLimits, Item, Output, Processor, rounded
 from streamlearn.engine.safepoint import SafePoint
 
@@ -137,7 +138,7 @@ class Engine:
         batch_size: int = 256,
         max_event_bytes: int = 1_048_576,
         limits: InputLimits = DEFAULT_LIMITS,
-        safe_point_every: int = 1000,
+        safe_point_every: int = 5000,
         history_every: int = 100,
         checkpointer: Any = None,
         on_batch: Callable[[RunStats], None] | None = None,
@@ -252,10 +253,14 @@ class Engine:
         safe_point.take()
         return outputs
 
-    def _take_out_culprits(self, letters: list) -> None:
-        """Remove from the state every event after which it held new NaN or infinite values."""
-        safe_point = self.safe_point
-        while (index := safe_point.culprit()) is not None:
+    def _take_out_culprits(self, letters: list, state: dict[str, Any] | None = None) -> bool:
+        """Remove from the state every event after which it held new NaN or infinite values.
+
+        ``state``: the current state, when the caller has it; returns True when events were removed.
+        """
+        safe_point, removed = self.safe_point, False
+        while (index := safe_point.culprit(state)) is not None:
+            state, removed = None, True
             item = safe_point.remove(index)
             self.stats.diverged += 1
             log.error(
@@ -265,13 +270,25 @@ class Engine:
             )
             self._dead("learner state became NaN or infinite after learning this event", item.position, item.raw, letters)
             safe_point.rollback()
+        return removed
+
+    def _renew_safe_point(self, letters: list) -> dict[str, Any]:
+        """Take out any culprits, then make the (healthy) state the safe point; returns it.
+
+        The state is built once when it is healthy: for river learners that is a JSON
+        encoding of the model and the metrics (windows included).
+        """
+        state = state_of(self.processor.learner, self.processor)
+        if self._take_out_culprits(letters, state):
+            state = None
+        return self.safe_point.take(state)
 
     def guard(self) -> dict[str, Any]:
         """A healthy state to checkpoint (the checkpointer calls this first); it becomes the safe point."""
         letters: list[dict[str, Any]] = []
-        self._take_out_culprits(letters)
+        state = self._renew_safe_point(letters)
         self._emit([], letters)
-        return self.safe_point.take()
+        return state
 
     # ------------------------------------------------------------------ loop
 
@@ -303,8 +320,7 @@ class Engine:
         outputs = self._process(items, letters) if items else []
         failed = stats.dead_letters - failed
         if self.safe_point.due:
-            self._take_out_culprits(letters)
-            self.safe_point.take()
+            self._renew_safe_point(letters)
         self._emit(outputs, letters)
         stats.records += len(records)
         stats.processed += len(items) - failed

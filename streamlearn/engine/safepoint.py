@@ -94,7 +94,7 @@ class SafePoint:
         Events between safe points taken by the engine on its own.
     """
 
-    def __init__(self, processor: Processor, every: int = 1000):
+    def __init__(self, processor: Processor, every: int = 5000):
         self.processor = processor
         self.every = every
         self.journal: list[Item] = []
@@ -169,14 +169,14 @@ class SafePoint:
             processor.emit = emit
             processor.take_rejected()  # already dead letters the first time
 
-    def culprit(self) -> int | None:
+    def culprit(self, state: Mapping[str, Any] | None = None) -> int | None:
         """Index of the first journal event after which the state is unhealthy (None: healthy).
 
-        Bisection: the state at the safe point is healthy, so the first unhealthy
-        prefix is found in log2(len(journal)) re-runs. The state is left at the
-        safe point plus the whole journal.
+        ``state``: the current state when the caller has it. Bisection: the state at the
+        safe point is healthy, so the first unhealthy prefix is found in
+        log2(len(journal)) re-runs. The state is left at the safe point plus the whole journal.
         """
-        if self.healthy() or not self.journal:
+        if self.healthy(state) or not self.journal:
             return None
         lo, hi = 0, len(self.journal)  # healthy after lo events, unhealthy after hi
         while hi - lo > 1:

@@ -129,6 +129,34 @@ _CALLABLE_TYPES = (
 #: Builtin containers that allow-listed classes may extend (HoltWinters' components are deques).
 #: A subclass of defaultdict, Counter or OrderedDict is refused: its own constructor would be needed.
 _CONTAINER_BASES = (collections.deque, list, dict)
+
+#: Types the encoder stores as they are (JSON scalars).
+_PLAIN = frozenset({bool, int, float, str})
+_NOT_INLINE = object()
+
+
+def _inline(value: Any) -> Any:
+    """What ``_Encoder.enc`` gives for a list or tuple of plain values (nested, or empty
+    dicts), or ``_NOT_INLINE`` for anything else (which may need the memo or checks)."""
+    kind = type(value)
+    if kind is not tuple and kind is not list:
+        return {"dict": []} if kind is dict and not value else _NOT_INLINE
+    out = []
+    append = out.append
+    for member in value:
+        member_kind = type(member)
+        if member_kind in _PLAIN or member is None:
+            append(member)
+        elif member_kind is dict and not member:
+            append({"dict": []})
+        else:
+            encoded = _inline(member)
+            if encoded is _NOT_INLINE:
+                return _NOT_INLINE
+            append(encoded)
+    return {"tuple" if kind is tuple else "list": out}
+
+
 _REFUSED_BASES = (collections.defaultdict, collections.Counter, collections.OrderedDict, set, frozenset)
 
 
@@ -235,6 +263,23 @@ class _Encoder:
     def pairs(self, items: Any, where: str) -> list:
         return [[self.enc(k, where), self.enc(v, f"{where}[{k!r}]")] for k, v in items]
 
+    def members(self, values: Any, where: str) -> list:
+        """``[enc(v) for v in values]``, with plain values and nests of them inline.
+
+        A rolling metric's window is a deque of ``((y_true, y_pred), {})`` (a thousand
+        by default) and every safe point encodes it: :func:`_inline` gives the same
+        JSON without the general encoder's checks.
+        """
+        out = []
+        append, enc = out.append, self.enc
+        for v in values:
+            if type(v) in _PLAIN or v is None:
+                append(v)
+                continue
+            encoded = _inline(v)
+            append(enc(v, where) if encoded is _NOT_INLINE else encoded)
+        return out
+
     def shared(self, obj: Any, spec: Any) -> dict:
         """``spec()`` with an id, or a reference to it when ``obj`` was met before (the sharing is kept)."""
         ident = self.memo.get(id(obj))
@@ -276,7 +321,7 @@ class _Encoder:
         if type(obj) is dict:
             return {"dict": self.pairs(obj.items(), where)}
         if type(obj) is collections.deque:
-            return {"deque": [self.enc(v, where) for v in obj], "maxlen": obj.maxlen}
+            return {"deque": self.members(obj, where), "maxlen": obj.maxlen}
         if type(obj) in (set, frozenset):
             # Sorted when the members allow it: a set's iteration order depends on its history,
             # and the same set must always encode (and hash) the same way.
@@ -285,7 +330,7 @@ class _Encoder:
                 members.sort()
             return {type(obj).__name__: [self.enc(v, where) for v in members]}
         if type(obj) in (list, tuple):
-            return {type(obj).__name__: [self.enc(v, where) for v in obj]}
+            return {type(obj).__name__: self.members(obj, where)}
         if type(obj) is random.Random:
             version, internal, gauss = obj.getstate()
             # 625 words as base64 of little-endian uint32 (river keeps one generator per Gaussian:
@@ -507,7 +552,8 @@ def decode(tree: Any) -> Any:
 
 
 def dumps(obj: Any) -> str:
-    return json.dumps(encode(obj), separators=(",", ":"), allow_nan=True)
+    # The encoded tree is acyclic (shared objects are references), so the circular check is waste.
+    return json.dumps(encode(obj), separators=(",", ":"), allow_nan=True, check_circular=False)
 
 
 def loads(text: str) -> Any:
