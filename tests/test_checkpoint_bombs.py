@@ -10,12 +10,15 @@ import json
 import subprocess
 import sys
 
+import hypothesis.strategies as st
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
 from river import datasets
 
+import streamlearn.engine.checkpoint as checkpoint_module
 from streamlearn.api import check_params, learner_from_checkpoint
 from streamlearn.engine.checkpoint import (
     METADATA_KEY,
@@ -187,3 +190,66 @@ def test_a_costly_but_valid_spec_in_other_learners_params_is_refused_within_a_bu
     assert outcome["error"].startswith("ValueError: building ActiveLearner from ")
     assert "bytes of memory allowed; refusing it" in outcome["error"]
     assert outcome["grown"] < 300 << 20, outcome  # the spec asks for ~515 MB
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"compression": "zstd"}, "is compressed"), ({"compression": "none", "use_dictionary": True}, "is not PLAIN with RLE levels")],
+)
+def test_pages_are_checked_even_behind_a_footer_that_lies(tmp_path, monkeypatch, options, message):
+    # A crafted footer can claim plain, uncompressed chunks; Arrow decodes by the page
+    # headers. With the footer check out of the way, the page check still refuses.
+    path = tmp_path / "checkpoint-0000000001.parquet"
+    _rewrite(path, state_to_table({"w": np.zeros(100_000)}), {"sha256": "0" * 64}, **options)
+    monkeypatch.setattr(checkpoint_module, "check_layout", lambda *args: None)
+    read = []
+    monkeypatch.setattr(checkpoint_module, "state_from_table", lambda tables: read.append(tables))
+    with pytest.raises(CorruptCheckpoint, match=f"row group 0, column name: page at byte .* {message}"):
+        read_checkpoint(str(path))
+    assert not read
+
+
+def test_reading_page_headers_costs_little(tmp_path):
+    import time
+
+    state = {f"k{i}": i for i in range(20_000)} | {f"a{i}": np.zeros(200_000) for i in range(20)}  # 21 row groups
+    store = CheckpointStore(tmp_path)
+    path = tmp_path / store.save(state, events=1).file
+    parquet = pq.ParquetFile(path)
+    with open(path, "rb") as f:
+
+        def read_at(n, offset):
+            f.seek(offset)
+            return f.read(n)
+
+        t0 = time.perf_counter()
+        checkpoint_module.check_page_headers(parquet.metadata, read_at, path.stat().st_size)
+        assert time.perf_counter() - t0 < 0.1
+
+
+def test_a_dictionary_page_where_a_data_page_should_be_is_refused(tmp_path):
+    # What a footer hiding its dictionary page (pointing its data pages at it) leads to.
+    from streamlearn.engine.pages import PageError, check_pages
+
+    path = tmp_path / "d.parquet"
+    pq.write_table(state_to_table({"w": "x"}), path, compression="none", use_dictionary=True)
+    chunk = pq.ParquetFile(path).metadata.row_group(0).column(0)
+    data = path.read_bytes()
+    with pytest.raises(PageError, match="is of type 2; checkpoints hold plain data pages only"):
+        check_pages(lambda n, at: data[at : at + n], chunk.dictionary_page_offset, chunk.total_compressed_size, chunk.num_values)
+
+
+@settings(max_examples=500, deadline=1000)
+@given(st.binary(max_size=300))
+def test_any_bytes_as_a_page_header_end_in_a_page_error_or_a_struct(data):
+    from streamlearn.engine.pages import PageError, check_pages, read_struct
+
+    try:
+        fields, size = read_struct(data)
+    except PageError:
+        return
+    assert isinstance(fields, dict) and 0 < size <= len(data)
+    try:  # as a column chunk: refused or accepted, never another error or a hang
+        check_pages(lambda n, at: data[at : at + n], 0, len(data), 1)
+    except PageError:
+        pass

@@ -59,6 +59,7 @@ import pyarrow.parquet as pq
 import structlog
 
 from streamlearn import __version__
+from streamlearn.engine.pages import PageError, check_pages
 from streamlearn.engine.manifest import MAX_MANIFEST_BYTES, InvalidManifest, checkpoint_seq, parse_manifest
 from streamlearn.learners.base import State, check_state, entry_bytes, state_hash
 
@@ -69,6 +70,7 @@ __all__ = [
     "CorruptCheckpoint",
     "MAX_BYTES",
     "check_layout",
+    "check_page_headers",
     "check_size",
     "read_checkpoint",
     "state_from_table",
@@ -304,10 +306,33 @@ def check_layout(metadata: pq.FileMetaData, size: int, max_bytes: int = MAX_BYTE
         raise CorruptCheckpoint(f"decoding would take about {decoded:,} bytes, more than the {allowed:,} allowed for a {size:,}-byte file")
 
 
+def check_page_headers(metadata: pq.FileMetaData, read_at: Any, size: int) -> None:
+    """Refuse a file whose pages are not what its footer (as :func:`check_layout` accepted it) says.
+
+    Arrow decodes each page by its own header, so every header is read
+    (:func:`streamlearn.engine.pages.check_pages`; ``read_at(nbytes, offset)`` reads the
+    file): a dictionary or compressed page behind a plain, uncompressed footer is refused
+    before it is decoded.
+    """
+    for r in range(metadata.num_row_groups):
+        group = metadata.row_group(r)
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            start, length = chunk.data_page_offset, chunk.total_compressed_size
+            where = f"row group {r}, column {chunk.path_in_schema}"
+            if start < 4 or length < 0 or start + length > size:
+                raise CorruptCheckpoint(f"{where} lies outside the file (bytes {start} to {start + length} of {size})")
+            try:
+                check_pages(read_at, start, length, chunk.num_values)
+            except PageError as exc:
+                raise CorruptCheckpoint(f"{where}: {exc}") from None
+
+
 def read_checkpoint(path: str, filesystem: pafs.FileSystem | None = None, max_bytes: int = MAX_BYTES) -> Checkpoint:
     """Read one checkpoint file and verify its hash; raises :class:`CorruptCheckpoint`.
 
-    Nothing is decoded before :func:`check_layout` has accepted the file's footer.
+    Nothing is decoded before :func:`check_layout` has accepted the file's footer and
+    :func:`check_page_headers` its pages.
     """
     if filesystem is None:
         filesystem, path = _resolve(path)
@@ -319,6 +344,7 @@ def read_checkpoint(path: str, filesystem: pafs.FileSystem | None = None, max_by
         with filesystem.open_input_file(path) as f:
             parquet = pq.ParquetFile(f)
             check_layout(parquet.metadata, size, max_bytes)
+            check_page_headers(parquet.metadata, f.read_at, size)
             raw_meta = (parquet.metadata.metadata or {}).get(METADATA_KEY)
             # Row group by row group: read() would concatenate them into one buffer (a copy).
             # One thread each: a row group holds one large value or a few small ones.
