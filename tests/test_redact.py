@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import urllib.request
 
+import hypothesis.strategies as st
 import pytest
 import structlog
+from hypothesis import given, settings
 
 from streamlearn.engine.broker import free_port
 from streamlearn.engine.checkpoint import CheckpointStore, read_checkpoint
@@ -67,6 +69,28 @@ def test_redact_nested_dotted_and_uri_passwords():
     assert out["checkpoint"]["dir"] == f"s3://AKIA:{REDACTED}@bucket/prefix"
     assert out["list"] == [{"token": REDACTED}, ("x", f"https://u:{REDACTED}@host/")]
     assert config["kafka"]["sasl_password"] == SECRET  # a copy: the config itself still works
+
+
+_SECRET_KEYS = st.sampled_from(["sasl_password", "sasl.password", "ssl.key.pem", "client_secret", "access_token", "Api-Key"])
+_PLAIN_KEYS = st.sampled_from(["topic", "tokenizer", "ssl_keyfile", "name", "n"])
+_trees = st.recursive(
+    st.none() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(_PLAIN_KEYS, inner, max_size=3)
+    | st.dictionaries(_SECRET_KEYS, st.just(SECRET) | st.lists(st.just(SECRET), max_size=2) | st.dictionaries(_PLAIN_KEYS, st.just(SECRET)), max_size=2),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_trees)
+def test_no_secret_survives_redaction_at_any_depth(tree):
+    assert SECRET not in json.dumps(redact(tree))
+
+
+def test_config_repr_holds_no_secret():
+    config = parse_config({"learner": {"name": "river"}, "kafka": {"sasl_password": SECRET}}, env={})
+    assert config.kafka.sasl_password == SECRET and SECRET not in repr(config)
 
 
 def test_report_json_never_holds_a_secret(tmp_path):

@@ -130,7 +130,8 @@ class KafkaConfig:
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
-    sasl_password: str | None = None
+    #: Kept out of ``repr`` (a traceback or a debug print); echoed configs are redacted.
+    sasl_password: str | None = dataclasses.field(default=None, repr=False)
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
@@ -156,7 +157,7 @@ class Config:
     #: Where the config came from (for reports).
     source: str | None = None
     #: The raw tables as loaded, secrets included: echo them only through ``streamlearn.redact.redact``.
-    raw: dict[str, Any] = dataclasses.field(default_factory=dict)
+    raw: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     def build_learner(self) -> Any:
         return build_learner(self.learner)
