@@ -155,8 +155,8 @@ def _run_one(name: str, config_path: str, input_path: str, run_dir: str, log_lev
             report=str(Path(name) / "report.json"),
         )
     except Exception as exc:  # the parent reports it; the other configs go on
-        worded = isinstance(exc, ConfigError | OSError | ValueError)  # a message the user can act on
-        log.error("config failed", error=_error_text(exc), **({} if worded else {"traceback": traceback.format_exc()}))
+        if not isinstance(exc, ConfigError | OSError | ValueError):  # not a message the user can act on alone
+            log.error("unexpected error", error=_error_text(exc), traceback=traceback.format_exc())
         result.update(status="failed", error=_error_text(exc), config_error=isinstance(exc, ConfigError))
     result["peak_rss_bytes"] = _peak_rss_bytes()
     conn.send(result)
@@ -282,7 +282,6 @@ def compare(
     log_level, log_json
         The children's logging, as :func:`streamlearn.logs.configure_logging` takes it.
     """
-    from streamlearn.engine.config import ConfigError, load_config
     from streamlearn.engine.report import plot_curves
     if not config_paths:
         raise ValueError("compare needs at least one config")
@@ -296,20 +295,13 @@ def compare(
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
 
-    # A config that cannot be loaded is reported without starting a process for it.
-    results: dict[str, dict[str, Any]] = {}
-    runnable: list[tuple[str, str]] = []
-    for name, path in zip(names, config_paths, strict=True):
-        try:
-            load_config(path)
-            runnable.append((name, str(path)))
-        except (ConfigError, OSError) as exc:
-            results[name] = {"name": name, "status": "failed", "error": _error_text(exc), "config_error": True}
-            _log_result(results[name])
-    parallel = max(1, min(jobs or usable, len(runnable) or 1))
+    # Each child loads its own config and reports one it cannot use: checking them here
+    # first would import the engine into this process, a second or more before any learner starts.
+    parallel = max(1, min(jobs or usable, len(names)))
     log.info("compare started", configs=len(names), processes=parallel, input=str(input_path), report=str(report_dir))
     started = time.perf_counter()
-    results.update(_run_all(runnable, str(input_path.resolve()), report_dir, parallel, log_level, log_json, stop))
+    jobs_to_run = [(name, str(path)) for name, path in zip(names, config_paths, strict=True)]
+    results = _run_all(jobs_to_run, str(input_path.resolve()), report_dir, parallel, log_level, log_json, stop)
     elapsed = time.perf_counter() - started
 
     rows = [{"config_path": str(path), **results[name]} for name, path in zip(names, config_paths, strict=True)]
@@ -334,6 +326,7 @@ def compare(
 
 def _write_json(report: dict[str, Any], path: Path) -> None:
     from streamlearn.engine.report import _json_safe
+
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(_json_safe(report), indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
