@@ -544,6 +544,93 @@ def test_processor_decides_learns_and_rejects_what_does_not_fit():
     assert set(processor.details()["plan"]) == {"periods", "offsets"}
 
 
+# --------------------------------------------------------------------------- simulated environment (offline evaluation)
+
+
+def environment_event(n_arms=4, d_max=3, seed=5, **extra):
+    r = step_curves(np.linspace(0.4, 1.0, n_arms), [1 + i % d_max for i in range(n_arms)], d_max)
+    return {"type": "environment", "r": r.tolist(), "noise": "bernoulli", "seed": seed, **extra}
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"r": [[0.5, 0.5]] * 3}, "environment r has 3 arms, the learner has n_arms = 4"),
+        ({"r": [[0.5, 0.5]] * 3 + [[0.5]]}, "rows of one length"),
+        ({"r": [[0.5, 0.5]] * 3 + [[0.5, float("nan")]]}, "not finite"),
+        ({"r": [[0.5, 1.5]] * 4}, "Bernoulli noise needs r in"),
+        ({"r": "flat"}, "environment r must be a list"),
+        ({"seed": -1}, "seed must be an integer"),
+        ({"noise": -0.1}, "noise must be 'bernoulli' or a standard deviation"),
+    ],
+)
+def test_decode_rejects_a_bad_environment(change, reason):
+    with pytest.raises(BadEvent, match=reason):
+        make_processor().decode({**environment_event(), **change})
+
+
+def test_environment_answers_every_decision_and_refuses_logged_rewards():
+    processor = make_processor()
+    events = [environment_event(), *({"type": "decide", "t": t} for t in range(0, 40, 2))]
+    events.insert(3, {"type": "reward", "t": 0, "arm": 0, "reward": 1.0})
+    events.append(environment_event(seed=6))  # a second environment
+    out = processor.process(items(processor, events))
+    rejected = processor.take_rejected()
+    assert [(item.position["row"], reason.split(",")[0]) for item, reason in rejected] == [
+        (3, "this stream's rewards come from its simulated environment"),
+        (len(events) - 1, "an environment must come once"),
+    ]
+    # every decision carries the simulator's rewards for its arms, and the learner learned them all
+    assert [o.payload["t"] for o in out] == list(range(0, 40, 2))
+    assert all(len(o.payload["rewards"]) == len(o.payload["arms"]) == 2 for o in out)
+    assert processor.learner.counts.sum() == 40
+    metrics = processor.metrics()
+    assert metrics["rewards"] == 40 and metrics["average_reward"] == np.mean([r for o in out for r in o.payload["rewards"]])
+    # the rewards are the environment's own: the same pulls in a fresh RecoveringEnv give the same values
+    env = RecoveringEnv(np.array(environment_event()["r"]), seed=5)
+    assert [env.pull(o.payload["t"], o.payload["arms"]).tolist() for o in out] == [o.payload["rewards"] for o in out]
+    assert 0 < metrics["bound_ratio"] <= 1
+    details = processor.details()
+    assert details["evaluation"].startswith("simulated recovering-reward environment (4 arms")
+    assert details["fluid_upper_bound"] == pytest.approx(fluid_upper_bound(env.r, 2))
+
+
+def test_environment_after_a_decision_is_refused():
+    processor = make_processor()
+    processor.process(items(processor, [{"type": "decide", "t": 0}, environment_event()]))
+    ((item, reason),) = processor.take_rejected()
+    assert item.position["row"] == 1 and "before the first decision" in reason
+    assert "fluid_upper_bound" not in processor.details()
+
+
+def test_simulated_run_resumed_from_its_state_equals_the_uninterrupted_run():
+    events = [environment_event(), *({"type": "decide", "t": t} for t in range(60))]
+    whole = make_processor()
+    expected = whole.process(items(whole, events))
+    first = make_processor()
+    head = first.process(items(first, events[:25]))
+    second = make_processor()
+    second.learner.load_state_dict(first.learner.state_dict())
+    second.load_state_dict(state_from_table(state_to_table(first.state_dict())))
+    tail = second.process([Item({"row": i}, second.decode(e), e) for i, e in enumerate(events[25:], 25)])
+    assert [o.payload for o in head + tail] == [o.payload for o in expected]
+    assert second.metrics() == whole.metrics() and second.details() == whole.details()
+
+
+def test_pull_in_a_period_does_not_depend_on_the_calls_before_it():
+    r = np.full((3, 2), 0.5)
+    a, b = RecoveringEnv(r, seed=1), RecoveringEnv(r, seed=1)
+    a.pull(0, [0, 1])
+    a.pull(4, [2])
+    b.last_pulled[:] = a.last_pulled  # a copy restored from a's bookkeeping only
+    b.t = a.t
+    assert a.pull(9, [0, 1, 2]).tolist() == b.pull(9, [0, 1, 2]).tolist()
+    with pytest.raises(ValueError, match="t must be an integer period ≥ 10"):
+        a.pull(3, [0])
+    with pytest.raises(ValueError, match="needs an environment with an integer seed"):
+        RecoveringEnv(r).pull(0, [0])
+
+
 def test_processor_without_outputs_still_learns_and_its_state_round_trips():
     processor = make_processor(emit=False)
     assert processor.metrics()["average_reward"] == 0.0
