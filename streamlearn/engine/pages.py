@@ -19,13 +19,19 @@ __all__ = ["PageError", "check_pages", "read_struct"]
 DATA_PAGE, DICTIONARY_PAGE, DATA_PAGE_V2 = 0, 2, 3
 #: Encoding values: PLAIN for values, RLE for levels.
 PLAIN, RLE = 0, 3
-#: A page header is a few dozen bytes plus its statistics (short strings in checkpoints).
+#: A page header is a few dozen bytes plus its statistics (short strings in checkpoints):
+#: this much is read first, and up to ``MAX_HEADER_BYTES`` when it does not hold the header.
+HEADER_BYTES = 256
 MAX_HEADER_BYTES = 64 << 10
 _MAX_DEPTH = 8
 
 
 class PageError(ValueError):
     """A page header that the checkpoint writer does not produce, or that cannot be read."""
+
+
+class _Truncated(PageError):
+    """The bytes read end inside the header."""
 
 
 class _Reader:
@@ -35,31 +41,37 @@ class _Reader:
         self.data, self.pos = data, 0
 
     def byte(self) -> int:
-        if self.pos >= len(self.data):
-            raise PageError("page header runs past its bytes")
+        try:
+            b = self.data[self.pos]
+        except IndexError:
+            raise _Truncated("page header runs past its bytes") from None
         self.pos += 1
-        return self.data[self.pos - 1]
+        return b
 
     def varint(self) -> int:
-        shift = result = 0
-        while True:
-            b = self.byte()
+        data, pos, shift, result = self.data, self.pos, 0, 0
+        while shift <= 63:
+            try:
+                b = data[pos]
+            except IndexError:
+                raise _Truncated("page header runs past its bytes") from None
+            pos += 1
             result |= (b & 0x7F) << shift
             if not b & 0x80:
+                self.pos = pos
                 return result
             shift += 7
-            if shift > 63:
-                raise PageError("varint too long in a page header")
+        raise PageError("varint too long in a page header")
 
     def skip(self, n: int) -> None:
         self.pos += n
         if self.pos > len(self.data):
-            raise PageError("page header runs past its bytes")
+            raise _Truncated("page header runs past its bytes")
 
     def size(self, n: int) -> int:
         """A collection's size: every element takes a byte or more, so never more than the bytes left."""
         if n > len(self.data) - self.pos:
-            raise PageError("a collection in a page header is larger than the header")
+            raise _Truncated("a collection in a page header runs past its bytes")
         return n
 
     def element(self, kind: int, depth: int) -> Any:
@@ -126,7 +138,10 @@ def check_pages(read_at: Any, start: int, length: int, num_values: int) -> None:
     """
     position, end, values = start, start + length, 0
     while position < end:
-        header, size = read_struct(read_at(min(MAX_HEADER_BYTES, end - position), position))
+        try:
+            header, size = read_struct(read_at(min(HEADER_BYTES, end - position), position))
+        except _Truncated:
+            header, size = read_struct(read_at(min(MAX_HEADER_BYTES, end - position), position))
         page_type, uncompressed, compressed = header.get(1), header.get(2), header.get(3)
         if page_type != DATA_PAGE:
             raise PageError(f"page at byte {position} is of type {page_type}; checkpoints hold plain data pages only")
