@@ -329,6 +329,10 @@ class ParquetSource(_RowSource):
 
 def open_source(path: str | os.PathLike, format: str | None = None, mapping: RowMapping | None = None) -> Source:
     """A file source for ``path``; the format comes from the file name unless given."""
+    if Path(path).is_dir():
+        inside = sorted(p.name for p in Path(path).iterdir() if p.suffix.lower() in (".jsonl", ".ndjson", ".json", ".csv", ".parquet", ".pq"))
+        hint = f" such as {Path(path) / inside[0]}" if inside else ""
+        raise IsADirectoryError(f"the input {path} is a directory: pass one .jsonl, .csv or .parquet file{hint}")
     if not Path(path).is_file():
         raise FileNotFoundError(f"input file not found: {path}")
     fmt = format or detect_format(path)

@@ -7,7 +7,7 @@
     streamlearn replay CONFIG --input PATH [--report DIR] [--fresh | --resume]
                                                             # prequential evaluation of a logged stream
     streamlearn compare CONFIG... --input PATH --report DIR # several learners on one stream, one report
-    streamlearn checkpoints list DIR | show PATH [--json]   # what is stored
+    streamlearn checkpoints list DIR | show DIR|FILE [--json]  # what is stored (show: the latest in DIR)
     streamlearn export DATASET PATH [--size N]              # a ready stream for a config, as JSONL events
 
 Exit codes: 0 success, 1 runtime failure (message, no traceback), 2 bad usage or
@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("dir")
     q.add_argument("--json", action="store_true")
     q = csub.add_parser("show", help="one checkpoint: positions, events, hash, metrics, parameters")
-    q.add_argument("path")
+    q.add_argument("path", help="a checkpoint file, or a checkpoint directory (its latest good checkpoint)")
     q.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_checkpoints)
 

@@ -50,6 +50,8 @@ def test_end_to_end_every_event_processed_outputs_published_metrics_right(tmp_pa
     assert len(outputs) == n
     assert sorted(o["source"]["offset"] for o in outputs) == list(range(n))
     assert all(o["source"]["topic"] == topic and isinstance(o["y_pred"], bool) for o in outputs)
+    # each prediction carries its event's id and true y
+    assert {o["source"]["offset"]: (o["id"], o["y"]) for o in outputs} == {i: (e["id"], e["y"]) for i, e in enumerate(PHISHING)}
 
     last = CheckpointStore(tmp_path / "d-checkpoints").list()[-1]
     assert last.events == n

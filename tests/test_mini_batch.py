@@ -131,7 +131,7 @@ def test_torch_mini_batches_are_the_hand_fed_batches(tmp_path):
 def test_each_batch_is_predicted_then_learned_in_order():
     learner = Summer()
     processor = SupervisedProcessor(learner, options=SupervisedProcessor.Options(mini_batch=4))
-    items = [Item({"row": i}, ({"a": float(i)}, 0.0)) for i in range(10)]
+    items = [Item({"row": i}, ({"a": float(i)}, 0.0, i)) for i in range(10)]
     outputs = processor.process(items)
     batches = [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0], [8.0, 9.0]]
     assert learner.calls == [(call, batch) for batch in batches for call in ("predict", "learn")]

@@ -27,7 +27,7 @@ sequence, events, hash, positions, time) and is plain JSON. Its entries are
 validated on read (:mod:`streamlearn.engine.manifest`): only plain file names of
 the store's own pattern are ever read or deleted.
 
-Rules (see DESIGN.md): a checkpoint is written under a temporary name, fsync'd and
+Rules (see docs/architecture.md, "Checkpoints"): a checkpoint is written under a temporary name, fsync'd and
 renamed; the manifest likewise, so a reader never sees half of either. Loading
 verifies the hash; a corrupt or truncated checkpoint is reported and the previous
 good one is used. Nothing is pickled: loading reads arrays, numbers and strings,

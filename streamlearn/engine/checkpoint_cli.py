@@ -1,20 +1,35 @@
-"""``streamlearn checkpoints list DIR`` and ``streamlearn checkpoints show PATH [--json]``."""
+"""``streamlearn checkpoints list DIR`` and ``streamlearn checkpoints show PATH [--json]``.
+
+``show`` takes a checkpoint file or a checkpoint directory (or ``pyarrow.fs`` URI),
+whose latest good checkpoint it shows.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
 from typing import Any
 
-from streamlearn.engine.checkpoint import CheckpointStore, read_checkpoint
+from streamlearn.engine.checkpoint import Checkpoint, CheckpointStore, read_checkpoint
 from streamlearn.redact import redact
 
 __all__ = ["main"]
 
 
+def _load(path: str) -> Checkpoint:
+    """The checkpoint file at ``path``, or the latest good one of the directory ``path``."""
+    if path.endswith(".parquet") and not os.path.isdir(path):
+        return read_checkpoint(path)
+    checkpoint = CheckpointStore(path).load_latest()
+    if checkpoint is None:
+        raise FileNotFoundError(f"no checkpoints in {path} (`streamlearn checkpoints list {path}` shows what is there)")
+    return checkpoint
+
+
 def _summary(path: str) -> dict[str, Any]:
-    checkpoint = read_checkpoint(path)
+    checkpoint = _load(path)
     meta = checkpoint.metadata
     entries = {}
     for name, value in sorted(checkpoint.state.items()):
@@ -47,7 +62,7 @@ def _print_show(info: dict[str, Any]) -> None:
         print(f"  {stream}: {json.dumps(pos)}")
     print("metrics")
     for name, value in (info.get("metrics") or {}).items():
-        print(f"  {name}: {value:.6g}" if isinstance(value, int | float) else f"  {name}: {value}")
+        print(f"  {name}: {value:.6g}" if isinstance(value, int | float) else f"  {name}: {'n/a' if value is None else value}")
     print(f"state ({len(info['entries'])} entries)")
     for name, desc in info["entries"].items():
         print(f"  {name}: {desc}")

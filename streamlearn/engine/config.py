@@ -367,6 +367,10 @@ def load_config(path: str | os.PathLike, env: typing.Mapping[str, str] | None = 
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory; pass a TOML config file (such as configs/phishing.toml)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}): is it a TOML config?") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -3,7 +3,7 @@
 It consumes ``[kafka] topic`` in a consumer group, runs the config's learner on
 every event, publishes outputs to ``output_topic`` and bad events to the
 dead-letter topic, and checkpoints learner + processor state with the source
-positions (see DESIGN.md, "Delivery semantics"):
+positions (see docs/architecture.md, "Delivery semantics, concretely"):
 
 * **Start**: each learner loads its latest good checkpoint and the consumer
   seeks to the positions stored in it; partitions without a stored position

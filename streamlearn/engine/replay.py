@@ -30,6 +30,7 @@ import difflib
 import hashlib
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -44,7 +45,7 @@ from streamlearn.engine.checkpoint import Checkpoint
 from streamlearn.engine.config import Config, ConfigError, load_config
 from streamlearn.engine.fingerprint import StaleCheckpoint, compare, input_fingerprint, same_head, state_fingerprint
 from streamlearn.engine.loop import Engine, RunStats
-from streamlearn.engine.processor import rounded
+from streamlearn.engine.processor import rounded, split_windowed_name
 from streamlearn.engine.processor import shown as metric_text
 from streamlearn.engine.report import write_report
 
@@ -71,23 +72,32 @@ log = structlog.get_logger("streamlearn.replay")
 
 class _ProgressBar:
     """A tqdm bar over the source's own unit (bytes for JSONL, rows otherwise) whose text
-    counts events: events read, events/s, dead letters and every metric.
-
-    The bar is kept short so the numbers fit a terminal line; tqdm trims a line only
-    beyond the terminal's width.
+    counts events (events read, events/s, dead letters), with the metrics on status
+    lines below it, packed to the terminal's width: a line is never cut short of a
+    metric, however many there are (a windowed value sits beside its cumulative one).
     """
 
-    FORMAT = "{percentage:3.0f}%|{bar:12}| {elapsed}<{remaining}{postfix}"
+    FORMAT = "{percentage:3.0f}%|{bar:10}| {elapsed}<{remaining}{postfix}"
 
-    def __init__(self, source: Any, processor: Any, enabled: bool):
+    def __init__(self, source: Any, processor: Any, enabled: bool, file: Any = None, width: int | None = None):
         self.source, self.processor, self.bar = source, processor, None
+        self.lines: list[Any] = []
+        self._texts: list[str] = []
         if enabled:
             from tqdm import tqdm
 
+            self._tqdm, self._file = tqdm, file or sys.stderr
+            self._width = width
             done, total = source.progress()
-            self.bar = tqdm(total=total, initial=done, bar_format=self.FORMAT, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+            self.bar = tqdm(total=total, initial=done, bar_format=self.FORMAT, file=self._file, dynamic_ncols=width is None, ncols=width, mininterval=0.5)
             self._last = 0.0
             self._stats: RunStats | None = None
+
+    def _status(self, texts: list[str]) -> None:
+        while len(self.lines) < len(texts):
+            self.lines.append(self._tqdm(total=0, position=len(self.lines) + 1, bar_format="{desc}", file=self._file, ncols=self._width))
+        for line, text in zip(self.lines, texts + [""] * (len(self.lines) - len(texts)), strict=True):
+            line.set_description_str(text, refresh=True)
 
     def __call__(self, stats: RunStats, force: bool = False) -> None:
         if self.bar is None:
@@ -98,15 +108,47 @@ class _ProgressBar:
         self._last, self._stats = now, stats
         done, _ = self.source.progress()
         self.bar.update(done - self.bar.n)
-        shown = [f"{stats.records:,} events", f"{stats.events_per_second:,.0f} events/s", f"{stats.dead_letters:,} dead letters"]
-        shown += [f"{k} {metric_text(v)}" for k, v in self.processor.metrics().items()]
-        self.bar.set_postfix_str(", ".join(shown), refresh=False)
+        self.bar.set_postfix_str(f"{stats.events_per_second:,.0f} events/s", refresh=True)
+        width = (self._width or shutil.get_terminal_size((100, 20)).columns) - 1
+        counts = [f"{stats.records:,} events", f"{stats.dead_letters:,} dead letters"]
+        self._texts = _packed(counts + _metric_items(self.processor.metrics()), width)
+        self._status(self._texts)
 
     def close(self) -> None:
         if self.bar is not None:
             if self._stats is not None:  # the final numbers, not those of half a second ago
                 self(self._stats, force=True)
+            # The status lines go, the bar stays, and the last numbers are printed under it.
+            for line in reversed(self.lines):
+                line.leave = False
+                line.close()
             self.bar.close()
+            for text in self._texts:
+                print(text, file=self._file)
+
+
+def _metric_items(metrics: dict[str, float | None]) -> list[str]:
+    """``Accuracy 0.8928 (last 1,000: 0.906)``: one item per metric, its windowed value beside it."""
+    items: dict[str, str] = {}
+    for key, value in metrics.items():
+        name, window = split_windowed_name(key)
+        if window is not None and name in items:
+            items[name] += f" (last {window:,}: {metric_text(value)})"
+        else:
+            items[key] = f"{key} {metric_text(value)}"
+    return list(items.values())
+
+
+def _packed(items: list[str], width: int) -> list[str]:
+    """``items`` joined by ", " into lines of at most ``width`` characters (an item longer
+    than that alone on its line)."""
+    lines: list[str] = []
+    for item in items:
+        if lines and len(lines[-1]) + 2 + len(item) <= width:
+            lines[-1] += f", {item}"
+        else:
+            lines.append(item)
+    return lines
 
 
 def _aside_name(path: str, stamp: str) -> str:

@@ -5,7 +5,9 @@ Events are ``{"x": {feature: number}, "y": label}`` with optional ``id`` and
 against ``y`` with river metrics, then the learner learns ``(x, y)`` — the same
 order and the same rule as ``river.evaluate.progressive_val_score`` (an empty
 prediction is not scored), so both give identical metrics on the same data.
-An event without ``y`` is only predicted.
+An event without ``y`` is only predicted. Each output is
+``{"source", "id", "y", "y_pred", "proba"?}`` (``id`` and ``y`` when the event has
+them), so predictions join back to their events and can be scored on their own.
 
 A learner with ``learns_in_batches = True`` (the torch learner) is tested then
 trained per micro-batch: ``predict_many`` over the batch, scoring, then one
@@ -23,7 +25,7 @@ fails the engine redoes it event by event (batches of one; see
 
 An anomaly detector (a river ``AnomalyDetector``, ``learner.kind == "anomaly"``)
 scores every event and learns every event, labelled or not: its outputs are
-``{"score": s}``, and an optional ``y`` (true/1 = anomaly, false/0 = normal) only
+``{"score": s}`` (with ``id`` and ``y`` as above), and an optional ``y`` (true/1 = anomaly, false/0 = normal) only
 evaluates the scores (default metric ``ROCAUC``); label delays do not apply.
 
 With ``[eval] label_delay = D`` the label of event i is revealed just before
@@ -87,17 +89,19 @@ class SupervisedProcessor(Processor):
         if self.eval.label_delay > 1:
             raise ValueError("mini_batch learns each batch right after predicting it, so it cannot wait for delayed labels (eval.label_delay)")
 
-    def decode(self, event: Any) -> tuple[dict, Any]:
+    def decode(self, event: Any) -> tuple[dict, Any, Any]:
+        """``(x, y, id)``; y and id None when the event has none."""
         x = numeric_features(event, limits=self.limits)
         y = event.get("y")
+        event_id = event.get("id")
         if y is None:
             self.admit_features(x)
-            return x, None
+            return x, None, event_id
         if self.is_anomaly:
             if y not in (0, 1) or not isinstance(y, int | bool):
                 raise BadEvent(f"y of an anomaly detector must be true/false or 1/0 (is it an anomaly?), got {y!r}")
             self.admit_features(x)
-            return x, bool(y)
+            return x, bool(y), event_id
         if self.is_classifier:
             if not isinstance(y, str | int | bool):
                 raise BadEvent(f"y must be a class label (string, integer or boolean), got {type(y).__name__}")
@@ -108,7 +112,7 @@ class SupervisedProcessor(Processor):
         else:
             finite_number(y, "y", self.limits)  # y itself is kept: river sees the label as sent
         self.admit_features(x)  # last: only events that pass every check may grow the vocabulary
-        return x, y
+        return x, y, event_id
 
     def process(self, items: list[Item]) -> list[Output]:
         if self.is_anomaly:
@@ -126,7 +130,7 @@ class SupervisedProcessor(Processor):
         update = self.metric_set.update_labels
         regressor = not self.is_classifier
         for item in items:
-            x, y = item.value
+            x, y, _ = item.value
             y_pred = predict_one(x)
             if regressor and type(y_pred) is float and not math.isfinite(y_pred):
                 raise NonFiniteOutput(f"the prediction is {y_pred}")
@@ -145,7 +149,7 @@ class SupervisedProcessor(Processor):
         regressor = not self.is_classifier
         outputs: list[Output] = []
         for item in items:
-            x, y = item.value
+            x, y, event_id = item.value
             # Labels due by now are revealed before this event is predicted.
             while len(delayed) >= delay > 1:
                 self._reveal(*delayed.popleft())
@@ -156,10 +160,7 @@ class SupervisedProcessor(Processor):
             if proba and not math.isfinite(sum(proba.values())):
                 raise NonFiniteOutput(f"the predicted probabilities are {proba}")
             if emit:
-                payload = {"y_pred": y_pred}
-                if proba is not None:
-                    payload["proba"] = proba
-                outputs.append(Output(item.position, payload))
+                outputs.append(Output(item.position, _prediction(event_id, y, y_pred, proba)))
             if y is None:
                 continue
             if delay > 1:
@@ -188,10 +189,9 @@ class SupervisedProcessor(Processor):
         outputs: list[Output] = []
         labelled_x, labels = [], []
         for item, y_pred, proba in zip(items, predictions, probas, strict=True):
-            x, y = item.value
+            x, y, event_id = item.value
             if self.emit:
-                payload = {"y_pred": y_pred} if proba is None else {"y_pred": y_pred, "proba": proba}
-                outputs.append(Output(item.position, payload))
+                outputs.append(Output(item.position, _prediction(event_id, y, y_pred, proba)))
             if y is None:
                 continue
             if y_pred is not None and y_pred != {}:
@@ -206,10 +206,10 @@ class SupervisedProcessor(Processor):
         score_one, learn_one, update = self.learner.predict_one, self.learner.learn_one, self.metric_set.update
         outputs: list[Output] = []
         for item in items:
-            x, y = item.value
+            x, y, event_id = item.value
             score = score_one(x)
             if self.emit:
-                outputs.append(Output(item.position, {"score": score}))
+                outputs.append(Output(item.position, _identified({"score": score}, event_id, y)))
             if y is not None:
                 update(y, score)
             learn_one(x)
@@ -234,3 +234,18 @@ class SupervisedProcessor(Processor):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self._delayed = collections.deque(river_state.loads(state["delayed"]))
+
+
+def _identified(payload: dict[str, Any], event_id: Any, y: Any) -> dict[str, Any]:
+    """An output with the event's ``id`` and true ``y`` (when it has them), so predictions
+    can be joined back to events and scored without the input at hand."""
+    if event_id is not None:
+        payload["id"] = event_id
+    if y is not None:
+        payload["y"] = y
+    return payload
+
+
+def _prediction(event_id: Any, y: Any, y_pred: Any, proba: Any) -> dict[str, Any]:
+    payload = {"y_pred": y_pred} if proba is None else {"y_pred": y_pred, "proba": proba}
+    return _identified(payload, event_id, y)
