@@ -50,7 +50,8 @@ pair costs about what the engine's path does.
 
     flock /tmp/streamlearn-bench.lock python benchmarks/groupwise.py
     python benchmarks/groupwise.py --quick          # smaller, writes to a temporary directory
-    python benchmarks/groupwise.py --export-medical data/medical.jsonl   # events for configs/groupwise.toml
+    python benchmarks/groupwise.py --export-medical data/medical.jsonl   # events for a copy of configs/groupwise.toml
+                                                                         # with groups = MEDICAL_GROUPS
 """
 
 from __future__ import annotations
