@@ -3,6 +3,7 @@
 import base64
 import json
 import re
+import threading
 
 import pytest
 import structlog
@@ -188,3 +189,17 @@ def test_bad_usage_is_refused_before_anything_runs(stream, tmp_path, capsys):
     assert main(["compare", str(config), "--input", str(stream), "--report", str(tmp_path / "r"), "--jobs", "0"]) == 1
     assert "--jobs must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_stopped_comparison_starts_nothing_more_and_says_so(stream, tmp_path):
+    from streamlearn.engine.compare import compare
+
+    stop = threading.Event()
+    stop.set()  # as SIGINT / SIGTERM would: no new learner starts
+    report = compare([_config(tmp_path, "a"), _config(tmp_path, "b")], stream, tmp_path / "r", stop=stop, log_level="warning")
+    assert [(r["name"], r["status"], r["error"]) for r in report["learners"]] == [
+        ("a", "stopped", "not started: the comparison was stopped"),
+        ("b", "stopped", "not started: the comparison was stopped"),
+    ]
+    assert report["failed"] == ["a", "b"] and report["curves"] is None
+    assert "not started" in (tmp_path / "r" / "report.html").read_text()
