@@ -345,12 +345,13 @@ def worker(args) -> None:
 # --------------------------------------------------------------------------- driver
 
 
-def produce(bootstrap: str, topic: str, n: int) -> None:
+def produce(bootstrap: str, topic: str, n: int, partitions: int = PARTITIONS) -> None:
+    """The events, spread evenly over the topic's partitions."""
     from confluent_kafka import Producer
 
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "queue.buffering.max.messages": 1_000_000})
     for i, event in enumerate(events(n)):
-        producer.produce(topic, orjson.dumps(event), partition=i % PARTITIONS)
+        producer.produce(topic, orjson.dumps(event), partition=i % partitions)
         if i % 10_000 == 0:
             producer.poll(0)
     producer.flush()
