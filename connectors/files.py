@@ -85,17 +85,22 @@ class RowMapping:
         xs = _zip_rows(features, [columns[k] for k in features], rows)
         if any(None in columns[k] for k in features):
             xs = [{k: v for k, v in x.items() if v is not None} for x in xs]
-        events = [{"x": x} for x in xs]
+        # Columns without nulls go into each event in one dict(zip()); a column with
+        # nulls is added where it has a value.
+        names, values, sparse = ["x"], [xs], []
         for name, key in [*((k, k) for k in self.keep), ("y", self.target)]:
             column = columns.get(key)
             if column is None:
                 continue
             if None in column:
-                for event, value in zip(events, column, strict=True):
-                    if value is not None:
-                        event[name] = value
+                sparse.append((name, column))
             else:
-                for event, value in zip(events, column, strict=True):
+                names.append(name)
+                values.append(column)
+        events = [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
+        for name, column in sparse:
+            for event, value in zip(events, column, strict=True):
+                if value is not None:
                     event[name] = value
         return events
 
