@@ -73,42 +73,35 @@ class RowMapping:
             event["y"] = row[self.target]
         return event
 
-    def from_columns(self, columns: dict[str, list[Any]], rows: int) -> list[dict[str, Any]]:
-        """The events of ``rows`` table rows given column by column (what ``__call__`` gives row by row).
+    def from_rows(self, rows: list[dict[str, Any]], nullable: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """The events of table rows (what ``__call__`` gives row by row).
 
-        Rows are assembled by ``dict(zip(...))`` over whole columns, so no Python code
-        runs per cell; only columns holding nulls take the slower path that drops them.
+        ``rows`` are pyarrow's ``to_pylist()`` dicts (built in C++); each becomes its
+        event's ``x`` once the target and the kept and excluded columns are taken out
+        of it. ``nullable``: the columns holding nulls; only their values are checked.
         """
-        if self.target is None:
-            return _zip_rows(list(columns), list(columns.values()), rows)
-        features = [k for k in columns if k not in self.skip]
-        xs = _zip_rows(features, [columns[k] for k in features], rows)
-        if any(None in columns[k] for k in features):
-            xs = [{k: v for k, v in x.items() if v is not None} for x in xs]
-        # Columns without nulls go into each event in one dict(zip()); a column with
-        # nulls is added where it has a value.
-        names, values, sparse = ["x"], [xs], []
-        for name, key in [*((k, k) for k in self.keep), ("y", self.target)]:
-            column = columns.get(key)
-            if column is None:
-                continue
-            if None in column:
-                sparse.append((name, column))
-            else:
-                names.append(name)
-                values.append(column)
-        events = [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
-        for name, column in sparse:
-            for event, value in zip(events, column, strict=True):
+        if self.target is None or not rows:
+            return rows
+        names = rows[0].keys()
+        moved = [(k, k) for k in self.keep if k in names]
+        if self.target in names:
+            moved.append(("y", self.target))
+        dropped = [k for k in names if k in self.skip and k != self.target and k not in self.keep]
+        sparse = [k for k in nullable if k not in self.skip]
+        events = []
+        for row in rows:
+            event = {"x": row}
+            for name, key in moved:
+                value = row.pop(key)
                 if value is not None:
                     event[name] = value
+            for key in dropped:
+                del row[key]
+            for key in sparse:
+                if row[key] is None:
+                    del row[key]
+            events.append(event)
         return events
-
-
-def _zip_rows(names: list[str], columns: list[list[Any]], rows: int) -> list[dict[str, Any]]:
-    if not names:
-        return [{} for _ in range(rows)]
-    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 def _stream_key(path: str | os.PathLike) -> str:
@@ -294,8 +287,8 @@ class ParquetSource(_RowSource):
                 continue
             if skip:
                 batch, skip = batch.slice(skip), 0
-            columns = {name: column.to_pylist() for name, column in zip(batch.schema.names, batch.columns, strict=True)}
-            yield self.mapping.from_columns(columns, batch.num_rows)
+            nullable = [name for name, column in zip(batch.schema.names, batch.columns, strict=True) if column.null_count]
+            yield self.mapping.from_rows(batch.to_pylist(), nullable)
 
     def read_batch(self, max_records: int) -> list[Record]:
         pending, taken = self._pending, self._taken

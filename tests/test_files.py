@@ -154,3 +154,14 @@ def test_parquet_columns_become_the_same_events_as_rows_with_nulls(tmp_path):
             got = [r.value for r in _read_all(source)]
         assert got == [mapping(dict(r)) for r in rows]
     assert got[1] == rows[1]  # no target: rows as they are, nulls included
+
+
+def test_parquet_rows_become_the_events_the_row_mapping_gives():
+    """Batch conversion (pyarrow rows) = the per-row mapping, with nulls and excluded columns."""
+    table = pa.table({"id": [1, None, 3], "a": [1.0, None, 2.0], "b": [1, 2, 3], "note": ["p", "q", "r"], "y": [True, None, False]})
+    mapping = RowMapping(target="y", exclude=["note"])
+    nullable = [name for name, column in zip(table.schema.names, table.columns, strict=True) if column.null_count]
+    events = mapping.from_rows(table.to_pylist(), nullable)
+    assert events == [mapping(row) for row in table.to_pylist()]
+    assert events[1] == {"x": {"b": 2}}
+    assert RowMapping().from_rows(table.to_pylist()) == table.to_pylist()
