@@ -29,8 +29,9 @@ the store's own pattern are ever read or deleted.
 
 Rules (see docs/architecture.md, "Checkpoints"): a checkpoint is written under a temporary name, fsync'd and
 renamed; the manifest likewise, so a reader never sees half of either. Loading
-verifies the hash; a corrupt or truncated checkpoint is reported and the previous
-good one is used. Nothing is pickled: loading reads arrays, numbers and strings,
+checks the file's size, footer and page headers before decoding anything
+(:func:`check_layout`, docs/security.md), then verifies the hash; a corrupt or
+truncated checkpoint is reported and the previous good one is used. Nothing is pickled: loading reads arrays, numbers and strings,
 never code. The location is a local directory or any ``pyarrow.fs`` URI
 (``s3://bucket/prefix``); on object stores each PUT is atomic, so the temporary
 name + move protocol gives the same guarantee. The last ``keep`` are retained, and
@@ -59,8 +60,8 @@ import pyarrow.parquet as pq
 import structlog
 
 from streamlearn import __version__
-from streamlearn.engine.pages import PageError, check_pages
 from streamlearn.engine.manifest import MAX_MANIFEST_BYTES, InvalidManifest, checkpoint_seq, parse_manifest
+from streamlearn.engine.pages import PageError, check_pages
 from streamlearn.learners.base import State, check_state, entry_bytes, state_hash
 
 __all__ = [
