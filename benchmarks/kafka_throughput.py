@@ -6,7 +6,8 @@ stream, ``{"id", "x", "y"}``, ~80 bytes each):
 * **raw** — a ``KafkaConsumer`` in a consumer group polling batches and
   decoding every value with orjson (the parser the engine uses): what any
   Python consumer pays at the least;
-* **daemon** — :class:`streamlearn.engine.daemon.Daemon` end to end: poll,
+* **daemon** — :class:`streamlearn.engine.daemon.Daemon` (``--client``: kafka-python by
+  default, like the raw consumer; or confluent-kafka) end to end: poll,
   decode, validate, test-then-train a cheap learner (river ``Perceptron``),
   update the Accuracy metric, checkpoint every 10,000 events (flush, Parquet,
   commit), dead-letter sink ready;
@@ -118,7 +119,7 @@ def raw_run(bootstrap: str, topic: str, n: int) -> float:
     return (n - first) / elapsed
 
 
-def daemon_run(bootstrap: str, topic: str, n: int, workdir: Path, learner: dict, outputs: bool) -> float:
+def daemon_run(bootstrap: str, topic: str, n: int, workdir: Path, learner: dict, outputs: bool, client: str) -> float:
     """events/s of the daemon from its first processed batch to its last event."""
     directory = workdir / uuid.uuid4().hex[:8]
     table = {
@@ -127,6 +128,7 @@ def daemon_run(bootstrap: str, topic: str, n: int, workdir: Path, learner: dict,
         "checkpoint": {"dir": str(directory), "every_events": 10_000, "every_seconds": 60.0},
         "kafka": {
             "bootstrap_servers": bootstrap,
+            "client": client,
             "topic": topic,
             "group_id": f"daemon-{uuid.uuid4().hex[:8]}",
             "output_topic": f"{topic}.out" if outputs else "",
@@ -157,6 +159,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, help="events in the topic (default 200,000; quick 20,000)")
     parser.add_argument("--repeats", type=int, help="rounds of interleaved runs (default 3; quick 1)")
     parser.add_argument("--bootstrap", help="use this broker instead of the bundled Tansu")
+    parser.add_argument(
+        "--client", default="kafka-python", choices=["kafka-python", "confluent-kafka"], help="the daemon's Kafka client (raw is always kafka-python)"
+    )
     parser.add_argument("--out", default=str(RESULTS / "kafka_throughput.json"))
     args = parser.parse_args()
     n = args.events or (20_000 if args.quick else 200_000)
@@ -182,7 +187,7 @@ def main() -> None:
             for r in range(repeats):
                 runs["raw"].append(raw_run(bootstrap, topic, n))
                 for name, (learner, outputs) in variants.items():
-                    runs[name].append(daemon_run(bootstrap, topic, n, Path(tmp), learner, outputs))
+                    runs[name].append(daemon_run(bootstrap, topic, n, Path(tmp), learner, outputs, args.client))
                 print(f"round {r + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in runs.items()), flush=True)
     finally:
         if broker is not None:
@@ -194,6 +199,7 @@ def main() -> None:
         "events": n,
         "repeats": repeats,
         "broker": "bundled Tansu (in-memory), loopback" if broker else args.bootstrap,
+        "daemon_client": args.client,
         "kafka_python": __import__("kafka").__version__,
         # kafka-python checks each fetched batch's CRC-32C (and computes it for produced
         # batches) in pure Python unless the optional `crc32c` C extension is installed.
