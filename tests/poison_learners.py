@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 from typing import Any
 
@@ -48,4 +49,13 @@ class ExitOn(HalfUpdate):
     def learn_one(self, x: dict, y: Any = None) -> None:
         if "die" in x:
             os._exit(13)
+        super().learn_one(x, y)
+
+
+class SegfaultOn(ExitOn):
+    """Also crashes the interpreter with a segmentation fault (reads address 0) when it learns ``x["segv"]``."""
+
+    def learn_one(self, x: dict, y: Any = None) -> None:
+        if "segv" in x:
+            ctypes.string_at(0)
         super().learn_one(x, y)

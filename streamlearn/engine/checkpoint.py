@@ -395,6 +395,13 @@ def _fsync(path: str) -> None:
 _HASH_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-hash")
 
 
+def _side_name(name: str) -> str:
+    """A side file's name: plain, and neither a checkpoint nor the manifest."""
+    if not name or "/" in name or "\\" in name or name.startswith(".") or name == MANIFEST or checkpoint_seq(name) is not None:
+        raise ValueError(f"{name!r} is not a side-file name")
+    return name
+
+
 class CheckpointStore:
     """Checkpoints in a directory (or ``pyarrow.fs`` location) with a manifest and retention.
 
@@ -442,8 +449,8 @@ class CheckpointStore:
 
     # ------------------------------------------------------------------ writing
 
-    def _write_atomic(self, name: str, write: Any) -> int:
-        """Write via ``write(stream)`` to a temporary name, fsync, rename; returns the size."""
+    def _write_atomic(self, name: str, write: Any, durable: bool = True) -> int:
+        """Write via ``write(stream)`` to a temporary name, fsync (if ``durable``), rename; returns the size."""
         if not self._dir_ready:
             self.fs.create_dir(self.root, recursive=True)
             self._dir_ready = True
@@ -455,7 +462,8 @@ class CheckpointStore:
                 write(stream)
                 size = stream.tell()
             if self._local:
-                _fsync(tmp)  # fsync acts on the file, whichever descriptor asks
+                if durable:
+                    _fsync(tmp)  # fsync acts on the file, whichever descriptor asks
                 os.replace(tmp, final)
             else:
                 self.fs.move(tmp, final)
@@ -616,6 +624,26 @@ class CheckpointStore:
     def list(self) -> list[CheckpointInfo]:
         """The checkpoints, oldest first."""
         return self._read_manifest()
+
+    # ------------------------------------------------------------------ side files (the engine's own records)
+
+    def write_side_file(self, name: str, data: bytes, durable: bool = True) -> None:
+        """Replace a small file beside the checkpoints atomically (``durable=False``: no fsync).
+
+        Not fsync'd is enough for records that must outlive the process, not the machine.
+        """
+        self._write_atomic(_side_name(name), lambda f: f.write(data), durable=durable)
+
+    def read_side_file(self, name: str, limit: int = 1 << 20) -> bytes | None:
+        """A side file's bytes (None: there is none); one larger than ``limit`` raises ``ValueError``."""
+        try:
+            with self.fs.open_input_stream(self._path(_side_name(name))) as f:
+                data = f.read(limit + 1)
+        except FileNotFoundError:
+            return None
+        if len(data) > limit:
+            raise ValueError(f"{name} is larger than {limit} bytes")
+        return data
 
     # ------------------------------------------------------------------ reading
 

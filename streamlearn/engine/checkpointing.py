@@ -133,6 +133,8 @@ class Checkpointer:
         #: Returns more metadata (JSON values) for each checkpoint, taken after the guard
         #: (the replay stores its fingerprints, metric history and counters there).
         self.metadata: Callable[[], dict[str, Any]] | None = None
+        #: The engine's :class:`~streamlearn.engine.quarantine.CrashGuard` (None: none).
+        self.crash_guard: Any = None
 
     @classmethod
     def from_config(cls, config: Any, learner: Any, processor: Any, source: Source, sinks: Sequence[Sink | None] = ()) -> Checkpointer:
@@ -228,6 +230,8 @@ class Checkpointer:
         for sink in self.sinks:
             sink.flush()
         # 2. State and the positions after the last processed event, atomically.
+        if self.crash_guard is not None:
+            self.crash_guard.settle()  # a crash while checkpointing blames no record
         positions = self.source.positions()
         extra = {}
         fingerprints = getattr(self.source, "fingerprints", None)
@@ -247,6 +251,8 @@ class Checkpointer:
         commit = getattr(self.source, "commit", None)
         if callable(commit):
             commit(positions)
+        if self.crash_guard is not None:
+            self.crash_guard.checkpointed(positions)
         self.last, self.written, self._since = info, self.written + 1, 0
         self.last_time = time.monotonic()
         self.last_duration = time.perf_counter() - t0

@@ -89,6 +89,9 @@ class EngineConfig:
     max_features: int = DEFAULT_LIMITS.max_features
     #: Distinct feature names a learner may come to know; events bringing more are dead letters (0: no cap).
     max_learner_features: int = DEFAULT_LIMITS.max_learner_features
+    #: A record whose processing alone ended the process (a segfault, an out-of-memory kill) this
+    #: many times is a dead letter on the next start, not processed again (0: off; needs checkpoint.dir).
+    max_crashes: int = 2
     #: Seconds between progress log lines in long runs.
     log_every_seconds: float = 10.0
 
@@ -170,6 +173,7 @@ class Config:
             "limits": InputLimits(self.engine.max_feature_abs, self.engine.max_features, self.engine.max_learner_features),
             "history_every": self.eval.history_every,
             "log_every_seconds": self.engine.log_every_seconds,
+            "max_crashes": self.engine.max_crashes,
         }
 
     def build_processor(self, learner: Any, emit: bool = True) -> Any:
@@ -334,6 +338,8 @@ def _check_values(config: Config) -> None:
         raise ConfigError("engine.max_features must be at least 1")
     if config.engine.max_learner_features < 0:
         raise ConfigError("engine.max_learner_features must be 0 (no cap) or more")
+    if config.engine.max_crashes < 0:
+        raise ConfigError("engine.max_crashes must be 0 (off) or more")
     if config.eval.label_delay < 0:
         raise ConfigError("eval.label_delay must be 0 or more")
     if config.eval.history_every < 1:

@@ -104,6 +104,7 @@ class Lane:
             checkpointer.after_batch(n)
             total += n
         if not total:
+            engine.idle()
             checkpointer.after_batch(0)  # a time-based checkpoint may be due
         history = engine.stats.history
         if len(history) > 2 * HISTORY_KEPT:
@@ -276,6 +277,7 @@ class Daemon(RebalanceHooks):
         stats = lane.engine.stats
         self._retired["events"] += stats.records - stats.resumed_at
         self._retired["dead_letters"] += stats.dead_letters
+        self._retired["quarantined"] += stats.quarantined
         self._retired["outputs"] += stats.outputs
         self._retired["checkpoints"] += lane.checkpointer.written
 
@@ -391,6 +393,7 @@ class Daemon(RebalanceHooks):
             stats, ckpt = lane.engine.stats, lane.checkpointer
             totals["events"] += stats.records - stats.resumed_at
             totals["dead_letters"] += stats.dead_letters
+            totals["quarantined"] += stats.quarantined
             totals["outputs"] += stats.outputs
             totals["checkpoints"] += ckpt.written
             lane_info[lane.name] = {
@@ -414,6 +417,7 @@ class Daemon(RebalanceHooks):
             "events_in_state": sum(info["events"] for info in lane_info.values()),
             "events_per_second": rate,
             "dead_letters": totals["dead_letters"],
+            "quarantined": totals["quarantined"],
             "outputs": totals["outputs"],
             "checkpoints": totals["checkpoints"],
             "lag": sum(lag.values()),

@@ -15,7 +15,10 @@ One loop serves the replay tool and the daemon. Per micro-batch it
    checked for NaN and infinity, and the event that brought them is taken out.
 
 Whatever one event does (any exception while it is parsed, checked or learned),
-the loop goes on: the reason written is the exception's type and message.
+the loop goes on: the reason written is the exception's type and message. What
+ends the process (a segfault inside a learner) is counted by the checkpoint
+store's crash guard (:mod:`streamlearn.engine.quarantine`): a record that crashed
+it ``max_crashes`` times is a dead letter on the next start, never processed again.
 
 Metric history points fall exactly on multiples of ``history_every`` records:
 the loop never reads across such a boundary.
@@ -38,6 +41,7 @@ import structlog
 from streamlearn.connectors.base import Record, Sink, Source
 from streamlearn.engine.checkpointing import state_of
 from streamlearn.engine.processor import DEFAULT_LIMITS, BadEvent, InputLimits, Item, Output, Processor, rounded
+from streamlearn.engine.quarantine import CrashGuard
 from streamlearn.engine.safepoint import SafePoint
 
 __all__ = ["Engine", "RunStats", "dead_letter"]
@@ -67,6 +71,8 @@ class RunStats:
     elapsed_before: float = 0.0
     #: Events taken out of the state after they made it NaN or infinite.
     diverged: int = 0
+    #: Records not processed because processing them crashed the process ``max_crashes`` times.
+    quarantined: int = 0
     reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
@@ -124,6 +130,9 @@ class Engine:
         Record the metric values every this many records.
     checkpointer
         Optional; told after every batch and at the end (see ``engine.checkpointing``).
+    max_crashes
+        With a checkpointer: a record whose processing ended the process this many
+        times is a dead letter, not processed again (``engine.quarantine``; 0: off).
     on_batch
         Called with the stats after every batch (progress bars, Prometheus gauges).
     """
@@ -141,6 +150,7 @@ class Engine:
         safe_point_every: int = 5000,
         history_every: int = 100,
         checkpointer: Any = None,
+        max_crashes: int = 2,
         on_batch: Callable[[RunStats], None] | None = None,
         log_every_seconds: float = 10.0,
     ):
@@ -158,8 +168,11 @@ class Engine:
         processor.emit = outputs is not None
         processor.limits = limits
         self.safe_point = SafePoint(processor, every=safe_point_every)
+        #: Counts crashes of the records in flight (needs a checkpoint store to keep them in).
+        self.crash_guard = CrashGuard(checkpointer.store, max_crashes) if checkpointer is not None and max_crashes else None
         if checkpointer is not None:
             checkpointer.guard = self.guard
+            checkpointer.crash_guard = self.crash_guard
 
     # ------------------------------------------------------------------ decoding
 
@@ -312,23 +325,50 @@ class Engine:
         want = min(want, self.history_every - stats.records % self.history_every)
         records = self.source.read_batch(want)
         if not records:
+            self.idle()
             return 0
         t0 = time.perf_counter()
         letters: list[dict[str, Any]] = []
-        items = self._decode(records, letters)
-        failed = stats.dead_letters
-        outputs = self._process(items, letters) if items else []
-        failed = stats.dead_letters - failed
+        guard, outputs, processed = self.crash_guard, [], 0
+        groups = [records]
+        if guard is not None:
+            quarantined, groups = guard.split(records)
+            for record, crashes in quarantined:
+                self._quarantine(record, crashes, letters)
+        for group in groups:
+            if guard is not None:
+                guard.mark(group)  # if the process dies now, these records crashed it
+            items = self._decode(group, letters)
+            failed = stats.dead_letters
+            if items:
+                outputs.extend(self._process(items, letters))
+            processed += len(items) - (stats.dead_letters - failed)
         if self.safe_point.due:
             self._renew_safe_point(letters)
         self._emit(outputs, letters)
         stats.records += len(records)
-        stats.processed += len(items) - failed
+        stats.processed += processed
         stats.batches += 1
         if stats.records % self.history_every == 0:
             stats.history.append({"events": stats.records, **self.processor.metrics()})
         stats.busy_seconds += time.perf_counter() - t0
         return len(records)
+
+    def _quarantine(self, record: Record, crashes: int, letters: list) -> None:
+        self.stats.quarantined += 1
+        limit = self.max_event_bytes
+        raw = record.value[:1024] if isinstance(record.value, _RAW_TYPES) and len(record.value) > limit else record.value
+        log.error("quarantined a record that crashed the process; it is not processed again", source=record.position, crashes=crashes)
+        reason = (
+            f"quarantined: processing this record alone ended the process {crashes} times "
+            f"(engine.max_crashes = {self.crash_guard.max_crashes}); not processed again"
+        )
+        self._dead(reason, record.position, raw, letters)
+
+    def idle(self) -> None:
+        """Nothing to read now: no record is in flight (a kill while idle blames none)."""
+        if self.crash_guard is not None:
+            self.crash_guard.settle()
 
     def finish(self) -> None:
         """End of a finite stream: let the processor finish pending work."""

@@ -9,6 +9,8 @@ name                                       type     meaning
 =========================================  =======  ===============================================
 ``events_total``                           counter  records read and handled by this process
 ``dead_letters_total``                     counter  records sent to the dead-letter sink
+``quarantined_total``                      counter  records dead-lettered unprocessed because processing them
+                                                    alone ended the process ``max_crashes`` times (``engine.quarantine``)
 ``outputs_total``                          counter  predictions / decisions published
 ``checkpoints_total``                      counter  checkpoints written by this process
 ``events_per_second``                      gauge    recent throughput (a few seconds' window)
@@ -50,6 +52,7 @@ class SnapshotCollector(Collector):
         for name, doc in (
             ("events", "Records read and handled by this process."),
             ("dead_letters", "Records sent to the dead-letter sink."),
+            ("quarantined", "Records dead-lettered unprocessed: processing them ended the process max_crashes times."),
             ("outputs", "Outputs (predictions, decisions) published."),
             ("checkpoints", "Checkpoints written by this process."),
         ):

@@ -330,6 +330,7 @@ def replay(
         "processed": stats.processed,
         "dead_letters": stats.dead_letters,
         "dead_letter_reasons": dict(stats.reasons.most_common()),
+        "quarantined": stats.quarantined,
         "outputs": stats.outputs,
         # The whole replay's, over all the runs that made it (see RUN_FIELDS).
         "elapsed_seconds": elapsed,
