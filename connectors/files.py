@@ -265,13 +265,14 @@ class ParquetSource(_RowSource):
         self._total = self._file.metadata.num_rows
         self._read_rows = read_rows
         self._row = 0
-        #: Events converted but not handed out yet: ``_pending[_taken:]``.
-        self._pending: list[dict[str, Any]] = []
+        #: The record batch being handed out, its rows taken so far and its columns with nulls.
+        self._batch: Any = None
         self._taken = 0
+        self._nullable: list[str] = []
         self._batches = self._iter_from(0)
 
-    def _iter_from(self, row: int) -> Iterator[list[dict[str, Any]]]:
-        """Events from ``row`` on, a record batch at a time, converted column by column."""
+    def _iter_from(self, row: int) -> Iterator[Any]:
+        """The record batches from ``row`` on."""
         meta = self._file.metadata
         start_group, first_row = 0, 0
         while start_group < meta.num_row_groups and first_row + meta.row_group(start_group).num_rows <= row:
@@ -287,18 +288,24 @@ class ParquetSource(_RowSource):
                 continue
             if skip:
                 batch, skip = batch.slice(skip), 0
-            nullable = [name for name, column in zip(batch.schema.names, batch.columns, strict=True) if column.null_count]
-            yield self.mapping.from_rows(batch.to_pylist(), nullable)
+            yield batch
 
     def read_batch(self, max_records: int) -> list[Record]:
-        pending, taken = self._pending, self._taken
-        while len(pending) - taken < max_records:
-            more = next(self._batches, None)
-            if more is None:
-                break
-            pending, taken = pending[taken:] + more, 0
-        events = pending[taken : taken + max_records]
-        self._pending, self._taken = pending, taken + len(events)
+        # Rows become Python objects only when handed out (a slice of the Arrow batch at
+        # a time): thousands of rows converted ahead would live long enough for the
+        # garbage collector to scan them again and again.
+        events: list[dict[str, Any]] = []
+        while len(events) < max_records:
+            batch = self._batch
+            if batch is None or self._taken >= batch.num_rows:
+                batch = self._batch = next(self._batches, None)
+                if batch is None:
+                    break
+                self._taken = 0
+                self._nullable = [name for name, column in zip(batch.schema.names, batch.columns, strict=True) if column.null_count]
+            n = min(max_records - len(events), batch.num_rows - self._taken)
+            events += self.mapping.from_rows(batch.slice(self._taken, n).to_pylist(), self._nullable)
+            self._taken += n
         path, start = self.path, self._row
         out = [Record(event, {"path": path, "row": row}) for row, event in enumerate(events, start)]
         self._row += len(events)
@@ -311,7 +318,7 @@ class ParquetSource(_RowSource):
         if pos is None:
             return
         self._row = int(pos["row"])
-        self._pending, self._taken = [], 0
+        self._batch, self._taken = None, 0
         self._batches = self._iter_from(self._row)
         self.exhausted = self._row >= self._total
 
