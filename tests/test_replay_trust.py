@@ -133,6 +133,10 @@ def test_fresh_moves_old_checkpoints_and_outputs_aside_and_starts_over(tmp_path,
     assert len((tmp_path / "predictions.jsonl").read_text().splitlines()) == 1250  # not appended to the old ones
     with pytest.raises(ValueError, match="exclude each other"):
         replay(gaussian, stream, progress=False, fresh=True, resume=True)
+    # again at once (the same second, maybe): a second name, the first copy kept
+    replay(gaussian, stream, progress=False, fresh=True, max_records=10)
+    replay(gaussian, stream, progress=False, fresh=True, max_records=10)
+    assert len(list(tmp_path.glob("checkpoints.old-*"))) == 3 and len(list(tmp_path.glob("predictions.old-*.jsonl"))) == 3
 
 
 def test_cli_refuses_a_stale_checkpoint_with_exit_2_and_fresh_starts_over(tmp_path, stream):

@@ -34,6 +34,7 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -151,12 +152,17 @@ def _packed(items: list[str], width: int) -> list[str]:
     return lines
 
 
-def _aside_name(path: str, stamp: str) -> str:
-    """``out/ckpt`` → ``out/ckpt.old-<stamp>``, ``p.jsonl`` → ``p.old-<stamp>.jsonl``."""
+def _aside_name(path: str, stamp: str, taken: Callable[[str], bool]) -> str:
+    """``out/ckpt`` → ``out/ckpt.old-<stamp>``, ``p.jsonl`` → ``p.old-<stamp>.jsonl``;
+    ``-2``, ``-3``, ... after the stamp while ``taken(name)`` (never onto an earlier one)."""
     root, ext = os.path.splitext(path.rstrip("/"))
     if not ext or os.path.isdir(path):
         root, ext = path.rstrip("/"), ""
-    return f"{root}.old-{stamp}{ext}"
+    name, n = f"{root}.old-{stamp}{ext}", 1
+    while taken(name):
+        n += 1
+        name = f"{root}.old-{stamp}-{n}{ext}"
+    return name
 
 
 def _move_aside(config: Config) -> list[str]:
@@ -171,7 +177,7 @@ def _move_aside(config: Config) -> list[str]:
     if config.checkpoint.dir:
         fs, root = _resolve(config.checkpoint.dir)
         if fs.get_file_info(root).type != pafs.FileType.NotFound:
-            target = _aside_name(root, stamp)
+            target = _aside_name(root, stamp, lambda name: fs.get_file_info(name).type != pafs.FileType.NotFound)
             try:
                 fs.move(root, target)
             except OSError as exc:
@@ -179,7 +185,7 @@ def _move_aside(config: Config) -> list[str]:
             moved.append(target)
     for path in (config.output.predictions, config.output.dead_letters):
         if path and os.path.exists(path):
-            target = _aside_name(path, stamp)
+            target = _aside_name(path, stamp, os.path.exists)
             os.replace(path, target)
             moved.append(target)
     for target in moved:
