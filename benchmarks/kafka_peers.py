@@ -467,6 +467,7 @@ def main() -> None:
         "broker": "bundled Tansu (in-memory), loopback" if broker else args.bootstrap,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs shared with other jobs (other helpers' tests and builds ran at the same time)",
         "python": platform.python_version(),
+        "commit": _commit(),
         "versions": _versions(),
         "rate": "events / seconds from a run's first processed event to its N-th; each run a fresh process, consumer group and output topic",
         "guarantees": "streamlearn: exactly-once state (state + positions in one Parquet checkpoint, offsets committed after it), "
@@ -483,6 +484,15 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({"median_events_per_second": medians, "ratios": ratios}, indent=2))
     print(f"wrote {args.out}")
+
+
+def _commit() -> str | None:
+    """The git commit measured (None outside a checkout)."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=10)
+    except OSError:
+        return None
+    return done.stdout.strip() or None
 
 
 def _versions() -> dict:
