@@ -510,8 +510,10 @@ class KafkaSource(Source):
         if self._verify:
             batch = self._check_fingerprints(batch)
         n = 0
-        views, chunks = self._views, self._chunks
+        views, chunks, assigned = self._views, self._chunks, self.assigned
         for tp, records in batch:
+            if tp not in assigned:  # abandoned (fenced out) while the client still fetches it
+                continue
             view = views.get(tp)
             (view._chunks if view is not None else chunks).append((tp, records))
             n += len(records)
@@ -814,6 +816,10 @@ class KafkaSource(Source):
 
     def drop_view(self, tp: Any) -> None:
         self._views.pop(tp, None)
+
+    def abandon(self, partitions: set[Any]) -> None:
+        """Stop handing out records of ``partitions`` (fenced out) until the group assigns them again."""
+        self._release(partitions, keep_positions=False)
 
     def close(self) -> None:
         if self.consumer is not None:

@@ -49,7 +49,7 @@ import platform
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -625,6 +625,20 @@ class CheckpointStore:
         """The checkpoints, oldest first."""
         return self._read_manifest()
 
+    def read_metadata(self, name: str) -> dict[str, Any]:
+        """A checkpoint's ``streamlearn`` metadata from its footer alone (the state is not read or verified)."""
+        if checkpoint_seq(name) is None:
+            raise ValueError(f"{name!r} is not a checkpoint file name of this store (checkpoint-<digits>.parquet)")
+        try:
+            with self.fs.open_input_file(self._path(name)) as f:
+                raw = (pq.read_metadata(f).metadata or {}).get(METADATA_KEY)
+            metadata = json.loads(raw) if raw is not None else None
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise CorruptCheckpoint(f"{name}: metadata unreadable ({exc})") from None
+        if not isinstance(metadata, dict):
+            raise CorruptCheckpoint(f"{name}: no streamlearn metadata")
+        return metadata
+
     # ------------------------------------------------------------------ side files (the engine's own records)
 
     def write_side_file(self, name: str, data: bytes, durable: bool = True) -> None:
@@ -653,10 +667,12 @@ class CheckpointStore:
             raise ValueError(f"{name!r} is not a checkpoint file name of this store (checkpoint-<digits>.parquet)")
         return read_checkpoint(self._path(name), self.fs, self.max_bytes)
 
-    def load_latest(self) -> Checkpoint | None:
-        """The newest checkpoint whose hash verifies; corrupt ones are logged and skipped."""
+    def load_latest(self, exclude: Collection[str] = ()) -> Checkpoint | None:
+        """The newest checkpoint whose hash verifies; corrupt ones are logged and skipped, ``exclude``d files too."""
         entries = self._read_manifest()
         for info in reversed(entries):
+            if info.file in exclude:
+                continue
             try:
                 checkpoint = self.load(info.file)
             except (CorruptCheckpoint, FileNotFoundError, OSError) as exc:

@@ -23,6 +23,8 @@ On start, :meth:`restore` loads the latest good checkpoint (falling back past
 corrupt ones), loads the learner and processor state and seeks the source to
 the stored positions. A Kafka source also gets back the fingerprints of the last
 records taken (metadata key ``fingerprints``), to recognise a recreated topic.
+The daemon fences each lane (:mod:`streamlearn.engine.fence`): step 2 first checks
+that no newer owner took the lane, and records this writer's epoch.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import structlog
 
 from streamlearn.connectors.base import Sink, Source
 from streamlearn.engine.checkpoint import Checkpoint, CheckpointInfo, CheckpointStore
+from streamlearn.engine.fence import Fence, stale_checkpoints
 from streamlearn.learners.base import state_hash, subset
 from streamlearn.redact import redact
 
@@ -135,6 +138,8 @@ class Checkpointer:
         self.metadata: Callable[[], dict[str, Any]] | None = None
         #: The engine's :class:`~streamlearn.engine.quarantine.CrashGuard` (None: none).
         self.crash_guard: Any = None
+        #: The lane's :class:`~streamlearn.engine.fence.Fence` once :meth:`take_fence` was called (the daemon).
+        self.fence: Fence | None = None
 
     @classmethod
     def from_config(cls, config: Any, learner: Any, processor: Any, source: Source, sinks: Sequence[Sink | None] = ()) -> Checkpointer:
@@ -152,13 +157,20 @@ class Checkpointer:
 
     # ------------------------------------------------------------------ resume
 
+    def take_fence(self) -> int:
+        """Become the store's writer (a new epoch): from now on a newer writer fences this one out."""
+        if self.fence is None:
+            self.fence = Fence(self.store)
+        return self.fence.take()
+
     def restore(self, check: Callable[[Checkpoint], None] | None = None) -> Checkpoint | None:
         """Load the latest good checkpoint into the learner, processor and source.
 
         ``check`` sees the checkpoint first (None when there is none) and raises to
-        refuse it; nothing is loaded then.
+        refuse it; nothing is loaded then. Checkpoints that a fenced writer slipped
+        in (``engine.fence``) are never loaded.
         """
-        checkpoint = self.store.load_latest()
+        checkpoint = self.store.load_latest(exclude=stale_checkpoints(self.store))
         if check is not None:
             check(checkpoint)
         if checkpoint is None:
@@ -239,6 +251,9 @@ class Checkpointer:
             extra["fingerprints"] = fingerprints()
         if self.metadata is not None:
             extra.update(self.metadata())
+        if self.fence is not None:
+            self.fence.check()  # raises Fenced: a newer owner writes here now
+            extra["epoch"] = self.fence.epoch
         info = self.store.save(
             state,
             events=self.events,

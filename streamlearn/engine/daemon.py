@@ -27,6 +27,11 @@ positions (see docs/architecture.md, "Delivery semantics, concretely"):
   partition comes back and whose checkpoint is still the newest is kept in
   memory; partitions lost by eviction are dropped without writing anything, as
   another member may already own them.
+* **Fencing**: taking a lane bumps its epoch in ``fence.json`` and every
+  checkpoint re-checks it first (:mod:`streamlearn.engine.fence`), so a member
+  frozen past its session timeout that wakes up still believing it owns a
+  partition cannot write into it: the write is refused, the lane dropped, an
+  error logged and ``fenced`` counted; checkpoints it slipped in are never loaded.
 
 Live numbers are in :meth:`Daemon.snapshot` and, with ``metrics_port``, on a
 Prometheus endpoint (``engine.prometheus``).
@@ -60,6 +65,7 @@ from streamlearn.connectors.kafka import (
 )
 from streamlearn.engine.checkpointing import Checkpointer
 from streamlearn.engine.config import Config, ConfigError, load_config
+from streamlearn.engine.fence import Fenced
 from streamlearn.engine.loop import Engine
 from streamlearn.engine.processor import rounded
 
@@ -160,6 +166,8 @@ class Daemon(RebalanceHooks):
         self.dead_letters: Sink | None = None
         self._close_producer: Any = None
         self._retired = collections.Counter()
+        #: Checkpoints refused because a newer owner had taken the lane.
+        self._fenced = 0
         self._rate: collections.deque = collections.deque(maxlen=20)
         self._snapshot: dict[str, Any] = {"state": "starting", "connected": False, "events": 0}
         self._snapshot_due = 0.0
@@ -180,10 +188,13 @@ class Daemon(RebalanceHooks):
         engine = Engine(
             processor, source, outputs=self.outputs, dead_letters=self.dead_letters, checkpointer=checkpointer, **config.engine_options()
         )
+        # A partition lane is built when assigned: its writer now. The global lane is built
+        # before the group answers; it takes the fence once the topic is assigned to it.
+        epoch = checkpointer.take_fence() if name != "global" else None
         restored = checkpointer.restore()
         engine.stats.records = engine.stats.resumed_at = checkpointer.events_before
         lane = Lane(name, source, engine, checkpointer, restored_seq=int(restored.metadata.get("seq", 0)) if restored else 0)
-        log.info("learner ready", lane=name, checkpoints=directory, resumed_events=checkpointer.events_before)
+        log.info("learner ready", lane=name, checkpoints=directory, resumed_events=checkpointer.events_before, epoch=epoch)
         return lane
 
     def _open_sinks(self, stop: threading.Event) -> None:
@@ -215,14 +226,14 @@ class Daemon(RebalanceHooks):
         if self.scope == "global":
             lane = self.lanes.get("global")
             if lane is not None:
-                lane.checkpoint_if_changed()
+                self._fenced_checkpoint(lane)
             return
         for tp in sorted(partitions):
             lane = self.lanes.pop(_lane_name(tp), None)
             if lane is None:
                 continue
-            lane.checkpoint_if_changed()
-            self._parked[lane.name] = lane
+            if self._fenced_checkpoint(lane):
+                self._parked[lane.name] = lane
             self.source.drop_view(tp)
 
     def on_lost(self, partitions: set[Any]) -> None:
@@ -249,9 +260,11 @@ class Daemon(RebalanceHooks):
                 )
             if self._reload_global:
                 self._reload_global = False
-                old = self.lanes.pop("global")
-                self._retire(old)
+                old = self.lanes.pop("global", None)
+                if old is not None:
+                    self._retire(old)
                 self.lanes["global"] = self._build_lane("global", self.source, self._lane_dir(None))
+            self.lanes["global"].checkpointer.take_fence()
             log.info("partitions assigned", partitions=_keys(partitions))
             return
         log.info("partitions assigned", partitions=_keys(partitions))
@@ -260,7 +273,8 @@ class Daemon(RebalanceHooks):
             lane = self._parked.pop(name, None)
             directory = self._lane_dir(tp)
             if lane is not None and lane.seq and lane.seq == _latest_seq(lane.checkpointer.store):
-                # The kept learner is still the newest state; it resumes where it stopped.
+                # The kept learner is still the newest state; it resumes where it stopped, as the lane's new writer.
+                lane.checkpointer.take_fence()
                 self.source.view(tp, reuse=lane.source)
             else:
                 if lane is not None:
@@ -272,6 +286,29 @@ class Daemon(RebalanceHooks):
         for lane in self._parked.values():
             self._retire(lane)
         self._parked.clear()
+
+    def _fenced_checkpoint(self, lane: Lane) -> bool:
+        """Checkpoint what changed; False when a newer owner fenced this lane out (then it is dropped)."""
+        try:
+            lane.checkpoint_if_changed()
+        except Fenced as exc:
+            self._fence_out(lane, exc)
+            return False
+        return True
+
+    def _fence_out(self, lane: Lane, exc: Fenced) -> None:
+        """A newer owner took ``lane``: drop it, its unsaved progress and its buffered records."""
+        log.error("fenced out: another member owns this lane now; dropping it without writing", lane=lane.name, error=str(exc))
+        self._fenced += 1
+        if self.lanes.get(lane.name) is lane:
+            del self.lanes[lane.name]
+        self._retire(lane)
+        if self.scope == "global":
+            self._reload_global = True  # rebuilt from the store when the group assigns the topic again
+            self.source.abandon(set(self.source.assigned))
+        else:
+            self.source.drop_view(lane.source.tp)
+            self.source.abandon({lane.source.tp})
 
     def _retire(self, lane: Lane) -> None:
         stats = lane.engine.stats
@@ -327,7 +364,10 @@ class Daemon(RebalanceHooks):
         while not stop.is_set():
             source.fill()
             for lane in list(self.lanes.values()):
-                lane.drain()
+                try:
+                    lane.drain()
+                except Fenced as exc:
+                    self._fence_out(lane, exc)
             now = time.monotonic()
             if now >= self._snapshot_due:
                 self._update_snapshot()
@@ -354,8 +394,8 @@ class Daemon(RebalanceHooks):
                     if isinstance(sink, KafkaSink):
                         # The stop event is set by now: bound the last deliveries by time instead.
                         sink.stop, sink.timeout = None, self.kafka.connect_timeout_seconds or SHUTDOWN_DELIVERY_SECONDS
-                for lane in self.lanes.values():
-                    lane.checkpoint_if_changed()
+                for lane in list(self.lanes.values()):
+                    self._fenced_checkpoint(lane)
         except BaseException:
             self._failed = True
             raise
@@ -418,6 +458,7 @@ class Daemon(RebalanceHooks):
             "events_per_second": rate,
             "dead_letters": totals["dead_letters"],
             "quarantined": totals["quarantined"],
+            "fenced": self._fenced,
             "outputs": totals["outputs"],
             "checkpoints": totals["checkpoints"],
             "lag": sum(lag.values()),

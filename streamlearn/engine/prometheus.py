@@ -11,6 +11,8 @@ name                                       type     meaning
 ``dead_letters_total``                     counter  records sent to the dead-letter sink
 ``quarantined_total``                      counter  records dead-lettered unprocessed because processing them
                                                     alone ended the process ``max_crashes`` times (``engine.quarantine``)
+``fenced_total``                           counter  checkpoints refused because a newer member had taken the lane
+                                                    (``engine.fence``); the lane was dropped
 ``outputs_total``                          counter  predictions / decisions published
 ``checkpoints_total``                      counter  checkpoints written by this process
 ``events_per_second``                      gauge    recent throughput (a few seconds' window)
@@ -53,6 +55,7 @@ class SnapshotCollector(Collector):
             ("events", "Records read and handled by this process."),
             ("dead_letters", "Records sent to the dead-letter sink."),
             ("quarantined", "Records dead-lettered unprocessed: processing them ended the process max_crashes times."),
+            ("fenced", "Checkpoints refused because another member had taken the lane (a stale, e.g. frozen, member)."),
             ("outputs", "Outputs (predictions, decisions) published."),
             ("checkpoints", "Checkpoints written by this process."),
         ):
