@@ -238,6 +238,45 @@ def test_learn_one_after_predict_one_reuses_it_with_the_same_result():
     assert states_equal(plain.state_dict(), reusing.state_dict())
 
 
+def _reference_predictions(events, groups, l2=1.0, lo=0.0, hi=1.0):
+    """The learner spelled out without any of its shortcuts: each expert re-solves its ridge
+    problem from the rows it learned, the weights are AdaNormalHedge's closed form."""
+    names = sorted(events[0][0])
+    experts = [*groups, ALWAYS_ON]
+    rows = {e: ([], []) for e in experts}
+    R, C = dict.fromkeys(experts, 0.0), dict.fromkeys(experts, 0.0)
+    out = []
+    for x, y in events:
+        v = np.array([float(x[f]) for f in names])
+        awake = [g for g in groups if x[g]] + [ALWAYS_ON]
+        preds = []
+        for e in awake:
+            X, Y = np.array(rows[e][0]).reshape(-1, len(names)), np.array(rows[e][1])
+            theta = np.linalg.solve(l2 * np.eye(len(names)) + X.T @ X, X.T @ Y)
+            preds.append(min(max(float(theta @ v), lo), hi))
+        w = np.array([_closed_form(R[e], C[e]) for e in awake])
+        p = w / w.sum() if w.sum() > 0 else np.full(len(awake), 1 / len(awake))
+        out.append(min(max(float(p @ preds), lo), hi))
+        losses = ((np.array(preds) - y) / (hi - lo)) ** 2
+        for e, loss in zip(awake, losses):
+            r = float(p @ losses) - loss
+            R[e], C[e] = R[e] + r, C[e] + abs(r)
+            rows[e][0].append(v)
+            rows[e][1].append(y)
+    return np.array(out)
+
+
+def test_public_path_equals_the_reference_implementation():
+    events = _stream(150, seed=11)
+    model = GroupwiseRegressor(groups=GROUPS)
+    model.extend_features(events[0][0])  # the reference knows every feature from the start
+    predicted = []
+    for x, y in events:
+        predicted.append(model.predict_one(x))
+        model.learn_one(x, y)
+    np.testing.assert_allclose(predicted, _reference_predictions(events, GROUPS), rtol=0, atol=1e-9)
+
+
 def test_paper_mode_leaves_experts_unclipped_and_reports_the_expected_loss_of_sampling():
     rng = np.random.default_rng(8)
     model = GroupwiseRegressor(groups=GROUPS, clip_experts=False)

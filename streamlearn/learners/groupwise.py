@@ -98,7 +98,10 @@ __all__ = [
 ALWAYS_ON = "always_on"
 
 _NUMBER = (int, float, np.integer, np.floating)  # bool is an int
+#: Value types that :meth:`_FeatureSchema.vector` converts without asking NumPy (exact types, no subclasses).
+_PLAIN_NUMBERS = frozenset({float, int, bool, np.float64, np.int64})
 _LOG_HALF = math.log(0.5)
+_FIRST = np.zeros(1, dtype=np.intp)  # the index of OnlineRidge's one model in its stack
 
 
 # --------------------------------------------------------------------------- features
@@ -120,7 +123,7 @@ class _FeatureSchema:
 
         ``x``'s values are checked first when there are new ones, so a bad event adds nothing.
         """
-        if not isinstance(x, Mapping):
+        if type(x) is not dict and not isinstance(x, Mapping):  # the exact-type test first: it is cheaper
             raise TypeError(f"x must be a dict of features, got {type(x).__name__}")
         if self._known.issuperset(x):
             return 0
@@ -131,7 +134,7 @@ class _FeatureSchema:
 
     def vector(self, x: Mapping[str, Any]) -> np.ndarray:
         """``x`` as a float vector in schema order: missing features are 0, unknown ones ignored."""
-        if not isinstance(x, Mapping):
+        if type(x) is not dict and not isinstance(x, Mapping):  # the exact-type test first: it is cheaper
             raise TypeError(f"x must be a dict of features, got {type(x).__name__}")
         names = self.names
         values = None
@@ -146,6 +149,14 @@ class _FeatureSchema:
         if values is None:
             get = x.get
             values = [get(name, 0.0) for name in names]
+        if _PLAIN_NUMBERS.issuperset(map(type, values)):  # the common case, without NumPy's type detection
+            try:
+                finite = math.isfinite(sum(values))  # a sum is finite only if every value is
+            except OverflowError:  # an int too large for a float
+                finite = False
+            if not finite:
+                self.check_values({k: x[k] for k in names if k in x})
+            return np.fromiter(values, float, len(names))
         v = np.array(values)
         if v.dtype.kind != "f":
             if v.dtype.kind not in "biu":  # a string or another object among the values
@@ -201,7 +212,7 @@ class _RidgeStack:
     the rounds it learned from and, as row d, its ridge solution θ. One gather,
     one matrix product and one scatter then serve both the Sherman–Morrison
     update of P and the recursive least-squares update of θ. ``index`` selects
-    the models: an integer array or a slice.
+    the models: an integer array.
     """
 
     def __init__(self, n_models: int, l2: float):
@@ -225,22 +236,28 @@ class _RidgeStack:
     def theta(self) -> np.ndarray:
         return self.params[:, -1, :]
 
-    def predict(self, index: Any, v: np.ndarray) -> np.ndarray:
-        """Unclipped predictions θᵢᵀv of the selected models."""
-        # every model's θᵀv then a selection: cheaper than gathering the rows first
-        # for the few dozen models a learner has
-        return (self.params[:, -1, :] @ v)[index]
+    def look(self, index: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The selected models' stacked [P; θ] (a copy) and its product with ``v``: (Pᵢv, θᵢᵀv) per model.
 
-    def learn(self, index: Any, v: np.ndarray, y: float, before: np.ndarray | None = None) -> np.ndarray:
-        """Update the selected models with (v, y); returns their θᵢᵀv from before the update.
-
-        ``before`` is ``predict(index, v)`` if the caller already has it (same state).
+        One gather and one product serve the prediction (the last column) and the update.
         """
-        if before is None:
-            before = self.predict(index, v)  # exactly as predicted before learning
-        block = self.params[index]
-        z = block @ v  # (k, d+1): Pᵢv, then θᵢᵀv
-        z[:, -1] = before - y
+        block = self.params.take(index, axis=0)  # take: faster than fancy indexing for a few rows
+        return block, block @ v
+
+    def predict(self, index: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Unclipped predictions θᵢᵀv of the selected models."""
+        return self.look(index, v)[1][..., -1]
+
+    def learn(
+        self, index: np.ndarray, v: np.ndarray, y: float, looked: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> list[float]:
+        """Update the selected models with (v, y); returns their θᵢᵀv from before the update, as a list.
+
+        ``looked`` is ``look(index, v)`` if the caller already has it (same state); it is used up.
+        """
+        block, z = self.look(index, v) if looked is None else looked
+        before = z[:, -1].tolist()
+        z[:, -1] -= y
         pv = z[:, :-1]
         gain = pv / (1.0 + pv @ v)[:, None]  # the updated Pᵢv
         # P ← P − Pv (Pv)ᵀ/(1 + vᵀPv) and θ ← θ + gain·(y − θᵀv) as one rank-one update
@@ -312,10 +329,10 @@ class OnlineRidge(base.Regressor):
         added = self._schema.extend(x)
         if added:
             self._ridge.grow(added)
-        self._ridge.learn(slice(None), self._schema.vector(x), y)
+        self._ridge.learn(_FIRST, self._schema.vector(x), y)
 
     def predict_one(self, x: Mapping[str, Any]) -> float:
-        raw = float(self._ridge.predict(0, self._schema.vector(x)))
+        raw = float(self._ridge.predict(_FIRST, self._schema.vector(x))[0])
         return raw if self._range is None else min(max(raw, self._range[0]), self._range[1])
 
     def state_dict(self) -> State:
@@ -411,8 +428,7 @@ class AdaNormalHedge:
         top = max(awake)
         if top == -math.inf:  # every awake weight is 0: play uniformly
             return [1.0 / len(awake)] * len(awake)
-        exp = math.exp
-        w = [exp(lw - top) for lw in awake]
+        w = list(map(math.exp, map(operator.sub, awake, [top] * len(awake))))
         total = math.fsum(w)
         return [wi / total for wi in w]
 
@@ -427,7 +443,9 @@ class AdaNormalHedge:
         """
         active, losses = _as_list(active), _as_list(losses)
         p = self.distribution(active) if p is None else _as_list(p)
-        mixed_loss = math.fsum(pi * li for pi, li in zip(p, losses, strict=True))
+        if len(p) != len(losses):
+            raise ValueError(f"got {len(losses)} losses for {len(p)} awake experts")
+        mixed_loss = math.fsum(map(operator.mul, p, losses))
         R, C, log_w = self._R, self._C, self._log_w
         for i, loss in zip(active, losses):
             r = mixed_loss - loss
@@ -560,8 +578,9 @@ class GroupwiseRegressor(base.Regressor):
         """Learn from one event (test-then-train: the prediction is the one ``predict_one`` gives now).
 
         After ``predict_one(x, groups)`` with an equal ``x`` and ``groups`` and no
-        learning in between, the encoding, the experts' predictions and the
-        distribution computed there are reused: the result is the same, faster.
+        learning in between, the encoding, the awake experts' gathered parameters
+        with their products with the features, and the distribution computed there
+        are reused: the result is the same, faster.
         """
         y = _check_label(y, self._lo, self._hi)
         predicted, self._predicted = self._predicted, None
@@ -582,9 +601,9 @@ class GroupwiseRegressor(base.Regressor):
     def predict_one(self, x: Mapping[str, Any], groups: Iterable[str] | None = None) -> float:
         v, active = self.encode(x, groups)
         p = self._hedge.distribution(active.tolist())
-        raw = self._ridge.predict(active, v)
-        preds, y_pred = self._mix(p, raw.tolist())
-        self._predicted = _Prediction(x, groups, v, active, p, raw, preds, y_pred)
+        looked = self._ridge.look(active, v)
+        preds, y_pred = self._mix(p, looked[1][:, -1].tolist())
+        self._predicted = _Prediction(x, groups, v, active, p, looked, preds, y_pred)
         return y_pred
 
     def extend_features(self, x: Mapping[str, Any]) -> None:
@@ -622,7 +641,7 @@ class GroupwiseRegressor(base.Regressor):
     def _mix(self, p: list[float], raw: list[float]) -> tuple[list[float], float]:
         """The awake experts' predictions and their mixture under ``p`` (clipped to the label range)."""
         preds = self._expert_values(raw)
-        mixture = math.fsum(pi * yi for pi, yi in zip(p, preds))
+        mixture = math.fsum(map(operator.mul, p, preds))
         return preds, self._clip([mixture])[0]
 
     def predict_encoded(self, v: np.ndarray, active: np.ndarray) -> float:
@@ -657,10 +676,10 @@ class GroupwiseRegressor(base.Regressor):
         awake = active.tolist()
         if predicted is None:
             p = self._hedge.distribution(awake)
-            preds, y_pred = self._mix(p, self._ridge.learn(active, v, y).tolist())
+            preds, y_pred = self._mix(p, self._ridge.learn(active, v, y))
         else:
             p, preds, y_pred = predicted.p, predicted.preds, predicted.y_pred
-            self._ridge.learn(active, v, y, predicted.raw)
+            self._ridge.learn(active, v, y, predicted.looked)
         scale = self._loss_scale
         expected = self._hedge.update(awake, [((yi - y) * scale) ** 2 for yi in preds], p)
         return y_pred, expected / scale**2
@@ -689,7 +708,7 @@ class GroupwiseRegressor(base.Regressor):
 class _Prediction:
     """What ``predict_one`` computed for an event (a copy of it), for ``learn_one`` on the same event."""
 
-    __slots__ = ("active", "groups", "p", "preds", "raw", "v", "x", "y_pred")
+    __slots__ = ("active", "groups", "looked", "p", "preds", "v", "x", "y_pred")
 
     def __init__(
         self,
@@ -698,14 +717,14 @@ class _Prediction:
         v: np.ndarray,
         active: np.ndarray,
         p: list[float],
-        raw: np.ndarray,
+        looked: tuple[np.ndarray, np.ndarray],
         preds: list[float],
         y_pred: float,
     ):
         # copies, so an event changed in place after predict_one is not mistaken for the one predicted
         self.x = dict(x)
         self.groups = None if groups is None else list(groups)
-        self.v, self.active, self.p, self.raw, self.preds, self.y_pred = v, active, p, raw, preds, y_pred
+        self.v, self.active, self.p, self.looked, self.preds, self.y_pred = v, active, p, looked, preds, y_pred
 
     def is_for(self, x: Mapping[str, Any], groups: Iterable[str] | None) -> bool:
         if (groups is None) != (self.groups is None) or (groups is not None and list(groups) != self.groups):
