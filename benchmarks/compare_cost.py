@@ -3,7 +3,7 @@ after another, on the same stream, in the same invocation of this script.
 
 Three river learners (logistic regression, Gaussian naive Bayes, a Hoeffding tree), each
 with accuracy and log loss, cumulative and windowed, over river's Phishing repeated
-(25,000 events by default). Every run writes its reports (``report.json`` and plots);
+(50,000 events by default). Every run writes its reports (``report.json`` and plots);
 none checkpoints (a comparison never does). Timed, wall clock, alternating over rounds,
 median round of each:
 
@@ -18,7 +18,7 @@ median round of each:
 Target: ``compare`` ≤ 1.1× each baseline; on two or more cores it should be faster.
 The final metrics of every run are checked to be the same.
 
-    flock /tmp/bench.lock python benchmarks/compare_cost.py [--copies 20] [--rounds 3] [--quick]
+    flock /tmp/bench.lock python benchmarks/compare_cost.py [--copies 40] [--rounds 3] [--quick]
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def final_metrics(report_json: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--copies", type=int, default=20, help="passes over Phishing (1,250 events each)")
+    parser.add_argument("--copies", type=int, default=40, help="passes over Phishing (1,250 events each)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="about a minute: 2 copies, 1 round")
     parser.add_argument("--out", default=str(RESULTS / "compare_cost.json"))
