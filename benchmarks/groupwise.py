@@ -48,7 +48,12 @@ waiting for a core) and per wall-clock second. ``learn_one`` after
 ``predict_one`` on the same event reuses that prediction's work, so the public
 pair costs about what the engine's path does.
 
-    flock /tmp/streamlearn-bench.lock python benchmarks/groupwise.py
+The shuffles are independent: they go to ``--jobs`` worker processes (default
+2, the benchmark machine's cores), results in task order; the throughput section
+runs after them, alone. ``wall_clock`` records the wall-clock time and the CPU
+time of all processes.
+
+    flock /tmp/bench.lock python benchmarks/groupwise.py
     python benchmarks/groupwise.py --quick          # smaller, writes to a temporary directory
     python benchmarks/groupwise.py --export-medical data/medical.jsonl   # events for a copy of configs/groupwise.toml
                                                                          # with groups = MEDICAL_GROUPS
@@ -64,11 +69,13 @@ if __name__ == "__main__":  # one core: set before NumPy loads its BLAS (not whe
 
 import argparse  # noqa: E402
 import csv  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -237,20 +244,33 @@ def method_losses(method: str, data: Dataset, order: np.ndarray) -> np.ndarray:
     return (preds - y) ** 2
 
 
-def experiment(data: Dataset, seeds: list[int], points: int) -> dict:
+@functools.lru_cache(maxsize=None)
+def load(name: str, n_synthetic: int) -> Dataset:
+    """A data set by name (``synthetic_<aggregate>`` with ``n_synthetic`` rows, or ``medical``), once per process."""
+    return medical() if name == "medical" else synthetic(n_synthetic, name.removeprefix("synthetic_"))
+
+
+def seed_run(task: tuple[str, int, int, int]) -> dict:
+    """One shuffle of one data set (a task for a worker process): each method's regret curve
+    and seconds, and the SSE of each group's best fit in hindsight."""
+    name, n_synthetic, seed, points = task
+    data = load(name, n_synthetic)
+    order = shuffle(len(data.y), seed)
+    out = {"curves": {}, "seconds": {}}
+    for method in METHODS:
+        t0 = time.perf_counter()
+        losses = method_losses(method, data, order)
+        out["seconds"][method] = time.perf_counter() - t0
+        out["curves"][method], out["hindsight"] = regret_curves(data, order, losses, points)
+    return out
+
+
+def experiment(data: Dataset, seeds: list[int], points: int, runs: list[dict]) -> dict:
+    """The tables of one data set from its ``seed_run`` results (one per seed, in order)."""
     names = [*data.groups, ALWAYS_ON]
-    curves = {m: [] for m in METHODS}
-    hindsight = []
-    seconds = dict.fromkeys(METHODS, 0.0)
-    for seed in seeds:
-        order = shuffle(len(data.y), seed)
-        for method in METHODS:
-            t0 = time.perf_counter()
-            losses = method_losses(method, data, order)
-            seconds[method] += time.perf_counter() - t0
-            curve, best = regret_curves(data, order, losses, points)
-            curves[method].append(curve)
-        hindsight.append(best)
+    curves = {m: [run["curves"][m] for run in runs] for m in METHODS}
+    hindsight = [run["hindsight"] for run in runs]
+    seconds = {m: sum(run["seconds"][m] for run in runs) for m in METHODS}
     final = {m: np.array(c)[:, -1, :] for m, c in curves.items()}  # (seeds, groups)
     hindsight = np.array(hindsight)
     paper = PAPER.get(data.name) if len(data.y) == (100_000 if data.name.startswith("synthetic") else 1338) else None
@@ -442,10 +462,17 @@ def export_medical(path: Path) -> None:
     print(f"wrote {path}")
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished worker processes."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def main(argv: list[str] | None = None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="5,000 synthetic rows, 2 shuffles (well under a minute)")
     parser.add_argument("--out", type=Path, help="output directory (default: benchmarks/results; a temporary one with --quick)")
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes for the shuffles (default 2: the benchmark machine's cores)")
     parser.add_argument("--export-medical", type=Path, metavar="PATH", help="only write the Medical costs events as JSONL")
     args = parser.parse_args(argv)
     if args.export_medical:
@@ -456,14 +483,18 @@ def main(argv: list[str] | None = None) -> dict | None:
     n_synthetic, seeds, n_throughput = (5_000, SEEDS[:2], 3_000) if args.quick else (100_000, SEEDS, 20_000)
     points = 20 if args.quick else 50
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
+    names = ["synthetic_mean", "synthetic_min", "synthetic_max", "medical"]
+    tasks = [(name, n_synthetic, seed, points) for name in names for seed in seeds]
+    # the shuffles are independent: spread them over worker processes (results in task order)
+    with ProcessPoolExecutor(args.jobs) as pool:
+        runs = list(pool.map(seed_run, tasks))
     datasets = {}
-    for aggregate in ("mean", "min", "max"):
-        data = synthetic(n_synthetic, aggregate)
-        datasets[data.name] = experiment(data, seeds, points)
-        print(f"{data.name}: lower regret than the baseline on {datasets[data.name]['groups_with_lower_regret_than_baseline']}", flush=True)
-    datasets["medical"] = experiment(medical(), seeds, points)
-    print(f"medical: lower regret than the baseline on {datasets['medical']['groups_with_lower_regret_than_baseline']}", flush=True)
+    for k, name in enumerate(names):
+        data = load(name, n_synthetic)
+        datasets[name] = experiment(data, seeds, points, runs[k * len(seeds) : (k + 1) * len(seeds)])
+        print(f"{name}: lower regret than the baseline on {datasets[name]['groups_with_lower_regret_than_baseline']}", flush=True)
+    experiments_seconds = time.perf_counter() - started
     speed = throughput(n_throughput)
 
     results = {
@@ -479,6 +510,12 @@ def main(argv: list[str] | None = None) -> dict | None:
         "datasets": datasets,
         "throughput": speed,
         "seconds": time.perf_counter() - started,
+        "wall_clock": {
+            "jobs": args.jobs,
+            "experiments_seconds": experiments_seconds,
+            "total_seconds": time.perf_counter() - started,
+            "cpu_seconds_all_processes": _cpu_seconds() - cpu_started,
+        },
     }
     stem = "groupwise"
     results["plots"] = plot(results, out_dir, stem)
