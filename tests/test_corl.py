@@ -264,6 +264,15 @@ def test_point_mass_position_goals_need_state_dependent_actions():
         PointMass(goals="rings")
 
 
+def test_point_mass_goal_angles_place_each_task_goal():
+    env = PointMass(n_tasks=3, goals="positions", goal_angles=(0.0, 180.0, 90.0))
+    assert np.allclose([env.goal(k) for k in range(3)], [[1, 0], [-1, 0], [0, 1]], atol=1e-12)
+    at_origin = np.zeros((1, 4))
+    assert env.expert_action(at_origin, 0)[0] @ env.expert_action(at_origin, 1)[0] < 0  # opposite pushes
+    with pytest.raises(ValueError, match="one angle per task"):
+        PointMass(n_tasks=3, goal_angles=(0.0, 90.0))
+
+
 def test_point_mass_mixed_data_hold_the_requested_share_of_random_episodes():
     env = PointMass()
     data = env.dataset(0, 2000, "mixed", seed=3, random_share=0.3)  # 40 episodes, 12 of them random

@@ -5,8 +5,8 @@ State ``(x, y, vx, vy)``, action ``(ax, ay)`` in ``[-1, 1]²``. One step::
     v' = inertia · v + (1 − inertia) · a
     p' = p + dt · v'
 
-Task ``k`` of ``n_tasks`` has the angle ``θ = 2πk / n_tasks`` and the unit vector
-``g = (cos θ, sin θ)``. Two task families (``goals``):
+Task ``k`` of ``n_tasks`` has the angle ``θ = 2πk / n_tasks`` (or ``goal_angles[k]``
+degrees) and the unit vector ``g = (cos θ, sin θ)``. Two task families (``goals``):
 
 - ``"directions"`` (the default): move fast along ``g`` while staying on the line
   through the origin, cheaply:
@@ -83,6 +83,7 @@ class PointMass:
     goals: str = "directions"  # task family: "directions" or "positions"
     goal_radius: float = 2.0  # positions only: distance of the goal points from the origin
     explore_radius: float = 3.0  # "explore" data: random episodes start in [-r, r]^2
+    goal_angles: tuple[float, ...] | None = None  # degrees, one per task; default 360·k / n_tasks
 
     obs_dim = 4
     act_dim = 2
@@ -90,13 +91,20 @@ class PointMass:
     def __post_init__(self) -> None:
         if self.goals not in GOALS:
             raise ValueError(f"goals must be one of {GOALS}, got {self.goals!r}")
+        if self.goal_angles is not None and len(self.goal_angles) != self.n_tasks:
+            raise ValueError(f"goal_angles needs one angle per task ({self.n_tasks}), got {len(self.goal_angles)}")
 
     def goal(self, task: int) -> np.ndarray:
         """The task's unit direction ``g`` (its goal point is ``goal_radius · g``)."""
         if not 0 <= task < self.n_tasks:
             raise ValueError(f"task must be in [0, {self.n_tasks}), got {task}")
-        angle = 2 * math.pi * task / self.n_tasks
+        angle = self._angle(task)
         return np.array([math.cos(angle), math.sin(angle)])
+
+    def _angle(self, task: int) -> float:
+        if self.goal_angles is None:
+            return 2 * math.pi * task / self.n_tasks
+        return math.radians(self.goal_angles[task])
 
     def reset(self, n: int, rng: np.random.Generator) -> np.ndarray:
         obs = np.zeros((n, 4))
@@ -164,7 +172,7 @@ class PointMass:
             raise ValueError(f"random_share must be in [0, 1], got {random_share}")
         rng = np.random.default_rng(seed)
         n_episodes = max(1, math.ceil(n_transitions / self.horizon))
-        goal_angle = 2 * math.pi * task / self.n_tasks
+        goal_angle = self._angle(task)
         aim = goal_angle + rng.uniform(-math.pi / 3, math.pi / 3, size=n_episodes)
         aim_unit = np.stack([np.cos(aim), np.sin(aim)], axis=1)
         obs = self.reset(n_episodes, rng)
