@@ -183,7 +183,7 @@ def run_one(job: tuple[str, int | None, int, Settings]) -> dict:
     """One method, buffer size and seed: the normalised R matrix and the buffer diagnostics."""
     method, size, seed, s = job
     torch.set_num_threads(1)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     env = make_env(s)
     ref = reference_returns(env, s)
     data = datasets(env, s, seed)
@@ -234,6 +234,7 @@ def run_one(job: tuple[str, int | None, int, Settings]) -> dict:
         "method": method, "buffer_size": size, "seed": seed, "R": r.tolist(),
         "ACC": float(np.mean(r[t])), "BWT": None if method == "multi-task" else float(np.mean(r[t, :t] - np.diag(r)[:t])),
         "LA": float(np.mean(np.diag(r))), "buffers": buffers, "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
     }
 
 
@@ -347,7 +348,8 @@ def main() -> None:
     total = time.perf_counter() - started
     rows = summarise(runs)
     result = {"benchmark": "corl_continual", "quick": args.quick, "settings": dataclasses.asdict(s),
-              "criteria": criteria(rows, s), "summary": rows, "runs": runs, "total_seconds": total}
+              "criteria": criteria(rows, s), "summary": rows, "runs": runs, "total_seconds": total,
+              "total_cpu_seconds": sum(r["cpu_seconds"] for r in runs)}
     out.write_text(json.dumps(result, indent=1))
     plot(rows, out.with_suffix(".png"))
     for r in rows:
