@@ -629,11 +629,20 @@ class CheckpointStore:
         """A checkpoint's ``streamlearn`` metadata from its footer alone (the state is not read or verified)."""
         if checkpoint_seq(name) is None:
             raise ValueError(f"{name!r} is not a checkpoint file name of this store (checkpoint-<digits>.parquet)")
+        path = self._path(name)
         try:
-            with self.fs.open_input_file(self._path(name)) as f:
-                raw = (pq.read_metadata(f).metadata or {}).get(METADATA_KEY)
+            size = self.fs.get_file_info(path).size
+            if size is None:
+                raise FileNotFoundError(path)
+            check_size(size, MAX_BYTES)
+            with self.fs.open_input_file(path) as f:
+                footer = pq.ParquetFile(f).metadata
+                check_layout(footer, size, MAX_BYTES)
+                raw = (footer.metadata or {}).get(METADATA_KEY)
             metadata = json.loads(raw) if raw is not None else None
-        except (OSError, ValueError, pa.ArrowException) as exc:
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, RecursionError, pa.ArrowException) as exc:  # CorruptCheckpoint is a ValueError
             raise CorruptCheckpoint(f"{name}: metadata unreadable ({exc})") from None
         if not isinstance(metadata, dict):
             raise CorruptCheckpoint(f"{name}: no streamlearn metadata")
