@@ -69,6 +69,10 @@ Run (under the shared lock; two worker processes with one thread each)::
     flock /tmp/bench.lock .venv/bin/python benchmarks/corl_continual.py            # full
     .venv/bin/python benchmarks/corl_continual.py --quick                           # seconds, temp dir
 
+Seeds may run in separate invocations (``--seeds 0 1 2 --out A.json``, ``--seeds 3 4
+--out B.json``); ``--combine A.json B.json`` then writes the summary, criteria and
+plot of all their runs (the settings must agree apart from the seeds).
+
 Reference: Gai, Wang, He, "OER: Offline Experience Replay for Continual Offline
 Reinforcement Learning" (arXiv 2305.13804).
 """
@@ -265,7 +269,7 @@ def summarise(runs: list[dict]) -> list[dict]:
     return rows
 
 
-def criteria(rows: list[dict], s: Settings) -> dict[str, dict]:
+def criteria(rows: list[dict]) -> dict[str, dict]:
     def find(method, size=None):
         return next((r for r in rows if r["method"] == method and r["buffer_size"] == size), None)
 
@@ -322,6 +326,8 @@ def main() -> None:
     parser.add_argument("--transitions", type=int, help="override the transitions per task")
     parser.add_argument("--steps-per-task", type=int, help="override the TD3+BC steps per task")
     parser.add_argument("--out", help="output JSON (default benchmarks/results/corl_continual.json)")
+    parser.add_argument("--combine", nargs="+", metavar="JSON",
+                        help="summarise the runs of earlier invocations that differ only in their seeds, run nothing")
     args = parser.parse_args()
     s = QUICK if args.quick else Settings()
     overrides = {"seeds": tuple(args.seeds) if args.seeds else None,
@@ -331,6 +337,9 @@ def main() -> None:
     out = Path(args.out) if args.out else (
         (Path(tempfile.mkdtemp(prefix="corl-continual-")) if args.quick else RESULTS) / "corl_continual.json")
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.combine:
+        report(combine(args.combine), out)
+        return
 
     jobs = []
     for seed in s.seeds:
@@ -345,11 +354,33 @@ def main() -> None:
             print(f"seed {run['seed']} {run['method']:12s} N={run['buffer_size']!s:>4s}: ACC {run['ACC']:6.1f} "
                   f"BWT {run['BWT'] if run['BWT'] is None else round(run['BWT'], 1)!s:>6s} LA {run['LA']:6.1f} "
                   f"({run['seconds']:.0f} s)", flush=True)
-    total = time.perf_counter() - started
-    rows = summarise(runs)
-    result = {"benchmark": "corl_continual", "quick": args.quick, "settings": dataclasses.asdict(s),
-              "criteria": criteria(rows, s), "summary": rows, "runs": runs, "total_seconds": total,
-              "total_cpu_seconds": sum(r["cpu_seconds"] for r in runs)}
+    result = {"benchmark": "corl_continual", "quick": args.quick, "settings": dataclasses.asdict(s), "runs": runs,
+              "total_seconds": time.perf_counter() - started}
+    report(result, out)
+
+
+def combine(paths: list[str]) -> dict:
+    """One result from the runs of several invocations that differ only in their seeds."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    first = {k: v for k, v in parts[0]["settings"].items() if k != "seeds"}
+    for path, part in zip(paths, parts, strict=True):
+        if {k: v for k, v in part["settings"].items() if k != "seeds"} != first or part["quick"] != parts[0]["quick"]:
+            raise SystemExit(f"{path}: settings differ from {paths[0]} (only the seeds may)")
+    seeds = [seed for part in parts for seed in part["settings"]["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"a seed appears in more than one input: {seeds}")
+    return {"benchmark": "corl_continual", "quick": parts[0]["quick"], "settings": {**first, "seeds": seeds},
+            "runs": [run for part in parts for run in part["runs"]],
+            "total_seconds": sum(part["total_seconds"] for part in parts),
+            "combined_from": [{"seeds": part["settings"]["seeds"], "total_seconds": part["total_seconds"]}
+                              for part in parts]}
+
+
+def report(result: dict, out: Path) -> None:
+    """Adds the summary and the criteria to ``result``, writes it and its plot, and prints them."""
+    rows = summarise(result["runs"])
+    result.update(criteria=criteria(rows), summary=rows,
+                  total_cpu_seconds=sum(r["cpu_seconds"] for r in result["runs"]))
     out.write_text(json.dumps(result, indent=1))
     plot(rows, out.with_suffix(".png"))
     for r in rows:
@@ -359,8 +390,7 @@ def main() -> None:
                if "buffer_random_share" in r else ""))
     for name, c in result["criteria"].items():
         print(f"{'PASS' if c['pass'] else 'FAIL'}  {name}: {c['value']}")
-    print(f"{total / 60:.1f} min; wrote {out}")
-
+    print(f"{result['total_seconds'] / 60:.1f} min; wrote {out}")
 
 if __name__ == "__main__":
     main()
