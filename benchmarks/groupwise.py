@@ -515,6 +515,7 @@ def main(argv: list[str] | None = None) -> dict | None:
             "experiments_seconds": experiments_seconds,
             "total_seconds": time.perf_counter() - started,
             "cpu_seconds_all_processes": _cpu_seconds() - cpu_started,
+            "load_average_1_5_15_min_at_end": [round(x, 2) for x in os.getloadavg()],
         },
     }
     stem = "groupwise"

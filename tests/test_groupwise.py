@@ -277,6 +277,23 @@ def test_public_path_equals_the_reference_implementation():
     np.testing.assert_allclose(predicted, _reference_predictions(events, GROUPS), rtol=0, atol=1e-9)
 
 
+def test_groups_in_any_form_give_the_same_active_experts():
+    model = GroupwiseRegressor(groups=GROUPS)
+    x = {"f0": 0.5, "a": True, "b": False, "c": True}
+    forms = [lambda: ["c", "a"], lambda: ("a", "c", "a"), lambda: iter(["a", "c"]), lambda: None]
+    for make in forms:
+        for _ in range(2):  # the second time comes from the remembered combinations
+            assert list(model.expert_predictions(x, make())) == ["a", "c", ALWAYS_ON]
+    for _ in range(2):
+        with pytest.raises(ValueError, match="unknown groups"):
+            model.predict_one(x, groups=["a", "nope"])
+        with pytest.raises(ValueError, match="unknown groups"):
+            model.predict_one(x, groups=["a", ["b"]])
+    active = model.encode(x)[1]
+    with pytest.raises(ValueError):
+        active[0] = 1  # shared by the events with the same groups: read-only
+
+
 def test_paper_mode_leaves_experts_unclipped_and_reports_the_expected_loss_of_sampling():
     rng = np.random.default_rng(8)
     model = GroupwiseRegressor(groups=GROUPS, clip_experts=False)

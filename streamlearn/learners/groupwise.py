@@ -101,6 +101,7 @@ _NUMBER = (int, float, np.integer, np.floating)  # bool is an int
 #: Value types that :meth:`_FeatureSchema.vector` converts without asking NumPy (exact types, no subclasses).
 _PLAIN_NUMBERS = frozenset({float, int, bool, np.float64, np.int64})
 _LOG_HALF = math.log(0.5)
+_MAX_REMEMBERED = 4096  # active-expert arrays a _Membership keeps
 _FIRST = np.zeros(1, dtype=np.intp)  # the index of OnlineRidge's one model in its stack
 
 
@@ -486,23 +487,45 @@ class _Membership:
         self.names = (*names, ALWAYS_ON)
         self._index = {name: i for i, name in enumerate(names)}
         self._always_on = len(names)
+        # the active experts by the groups list (or by the indices of the truthy groups in x): an event's
+        # groups are one of few combinations, so each is turned into an index array once
+        self._known: dict[tuple, np.ndarray] = {}
 
     def active(self, x: Mapping[str, Any], groups: Iterable[str] | None = None) -> np.ndarray:
-        """Indices of the active experts: named in ``groups`` if given, else truthy ``x[g]``."""
+        """Indices of the active experts: named in ``groups`` if given, else truthy ``x[g]``.
+
+        A read-only array, shared by the events with the same groups.
+        """
         if groups is None:
             get = x.get
-            found = [i for i, name in enumerate(self.declared) if get(name)]
-        else:
-            if isinstance(groups, str):
-                raise TypeError(f"groups must be a list of group names, got the string {groups!r}")
-            index = self._index
-            try:
-                found = sorted({index[name] for name in groups})
-            except (KeyError, TypeError):
-                unknown = [g for g in groups if not isinstance(g, str) or g not in index]
-                raise ValueError(f"unknown groups {unknown}; declared groups: {list(self.declared)}") from None
-        found.append(self._always_on)
-        return np.array(found, dtype=np.intp)
+            key = tuple([i for i, name in enumerate(self.declared) if get(name)])
+            cached = self._known.get(key)
+            return self._remember(key, key) if cached is None else cached
+        if isinstance(groups, str):
+            raise TypeError(f"groups must be a list of group names, got the string {groups!r}")
+        key = tuple(groups)
+        try:
+            cached = self._known.get(key)
+        except TypeError:  # an unhashable name: not a group name, reported below
+            cached = None
+        if cached is not None:
+            return cached
+        index = self._index
+        try:
+            found = sorted({index[name] for name in key})
+        except (KeyError, TypeError):
+            unknown = [g for g in key if not isinstance(g, str) or g not in index]
+            raise ValueError(f"unknown groups {unknown}; declared groups: {list(self.declared)}") from None
+        return self._remember(key, found)
+
+    def _remember(self, key: tuple, found: Sequence[int]) -> np.ndarray:
+        """The active experts for ``found`` (declared groups' indices), kept under ``key``."""
+        active = np.array([*found, self._always_on], dtype=np.intp)
+        active.flags.writeable = False
+        if len(self._known) >= _MAX_REMEMBERED:  # bounded: a stream of ever new group lists
+            self._known.clear()
+        self._known[key] = active
+        return active
 
 
 class GroupwiseRegressor(base.Regressor):
