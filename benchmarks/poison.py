@@ -29,10 +29,11 @@ Checked after each run (both daemons stopped with SIGTERM, exit 0):
   position, with a reason; reasons are tallied per kind.
 
 Throughput is the group's records/s between 10 % and 90 % of the records (start-up
-and the tail excluded), as in ``kafka_scaling.py``. Writes
-``benchmarks/results/poison.json``.
+and the tail excluded), as in ``kafka_scaling.py``; clean and poisoned runs
+alternate for ``--rounds`` pairs (each in a fresh topic, group and store) and the
+medians are reported. Writes ``benchmarks/results/poison.json``.
 
-    flock /tmp/bench.lock .venv/bin/python benchmarks/poison.py [--good 100000]
+    flock /tmp/bench.lock .venv/bin/python benchmarks/poison.py [--good 100000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import collections
 import json
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -270,6 +272,7 @@ def check(clean: dict, poisoned: dict, records: list[tuple], bootstrap: str) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--good", type=int, default=100_000, help="good events (1 %% bad ones are added)")
+    parser.add_argument("--rounds", type=int, default=3, help="clean / poisoned pairs, alternating (medians reported)")
     parser.add_argument("--out", type=Path, default=RESULTS / "poison.json", help="where the JSON goes")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
@@ -284,13 +287,18 @@ def main() -> None:
     from streamlearn.engine.broker import LocalBroker
 
     clean_records, poisoned_records = streams(args.good)
+    rounds = []
     with tempfile.TemporaryDirectory() as tmp, LocalBroker() as broker:
         root = Path(tmp)
-        clean = run(broker.bootstrap, clean_records, root, "clean")
-        print(f"clean: {clean['events_per_second']:,.0f} records/s", flush=True)
-        poisoned = run(broker.bootstrap, poisoned_records, root, "poisoned")
-        print(f"poisoned: {poisoned['events_per_second']:,.0f} records/s", flush=True)
-        checks = check(clean, poisoned, poisoned_records, broker.bootstrap)
+        for r in range(args.rounds):
+            clean = run(broker.bootstrap, clean_records, root, f"clean{r}")
+            poisoned = run(broker.bootstrap, poisoned_records, root, f"poisoned{r}")
+            checks = check(clean, poisoned, poisoned_records, broker.bootstrap)
+            rounds.append({"clean": clean, "poisoned": poisoned, "checks": checks})
+            print(f"round {r}: clean {clean['events_per_second']:,.0f}, poisoned {poisoned['events_per_second']:,.0f} records/s", flush=True)
+    clean_rate = statistics.median(r["clean"]["events_per_second"] for r in rounds)
+    poisoned_rate = statistics.median(r["poisoned"]["events_per_second"] for r in rounds)
+    verdicts = ("every_good_event_once", "every_bad_record_dead_lettered_once", "no_restart")
     result = {
         "benchmark": "poison",
         "commit": _commit(),
@@ -307,14 +315,22 @@ def main() -> None:
             "max_features": MAX_FEATURES,
             "bad_kinds": list(BAD_KINDS),
         },
-        "clean": {k: v for k, v in clean.items() if k not in ("store", "bad")},
-        "poisoned": {k: v for k, v in poisoned.items() if k not in ("store", "bad")},
-        "poisoned_over_clean": poisoned["events_per_second"] / clean["events_per_second"],
-        "checks": checks,
+        "clean_events_per_second_median": clean_rate,
+        "poisoned_events_per_second_median": poisoned_rate,
+        "poisoned_over_clean": poisoned_rate / clean_rate,
+        "all_rounds_pass": {v: all(r["checks"][v] for r in rounds) for v in verdicts},
+        "rounds": [
+            {
+                "clean": {k: v for k, v in r["clean"].items() if k not in ("store", "bad")},
+                "poisoned": {k: v for k, v in r["poisoned"].items() if k not in ("store", "bad")},
+                "checks": r["checks"],
+            }
+            for r in rounds
+        ],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
-    print(json.dumps({k: result[k] for k in ("poisoned_over_clean",)} | {k: v for k, v in checks.items() if k != "partitions"}, indent=1, default=str))
+    print(json.dumps({k: result[k] for k in ("clean_events_per_second_median", "poisoned_events_per_second_median", "poisoned_over_clean", "all_rounds_pass")}, indent=1))
 
 
 if __name__ == "__main__":
