@@ -53,6 +53,20 @@ def test_a_kill_while_idle_blames_no_record_and_a_bad_file_is_ignored(tmp_path):
         store.write_side_file("../escape.json", b"{}")
 
 
+def test_a_batch_of_several_partitions_marks_each_partition_from_its_first_to_its_last_record(tmp_path):
+    def kafka(partition, offset):
+        return Record(b"{}", {"topic": "t", "partition": partition, "offset": offset})
+
+    # Two chunks of partition 0 around one of partition 1, as a Kafka source hands them out.
+    batch = [kafka(0, 7), kafka(0, 8), kafka(1, 3), kafka(0, 9), kafka(0, 2000)]
+    store = CheckpointStore(tmp_path)
+    CrashGuard(store).mark(batch)  # the process dies while these are processed
+    guard = CrashGuard(store)
+    assert sorted(e[:3] for e in guard.crashed) == [["t/0", 7, 2000], ["t/1", 3, 1026]]
+    assert guard.crashes(kafka(0, 1500)) == 0 and guard.crashes(kafka(0, 6)) is None
+    assert guard.crashes(kafka(1, 1026)) == 0 and guard.crashes(kafka(2, 3)) is None
+
+
 CRASHING_LEARNER = '[learner]\nname = "tests.poison_learners:SegfaultOn"\nprocessor = "supervised"\n'
 
 

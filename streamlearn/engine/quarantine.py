@@ -67,16 +67,25 @@ def _locate(position: dict[str, Any]) -> tuple[str, int]:
 
 
 def _ranges(records: list[Record]) -> list[list[Any]]:
-    """``[stream, first, last]`` per stream of a batch (records of a stream come in order)."""
-    spans: dict[str, list[Any]] = {}
+    """``[stream, first, last]`` per stream of a batch.
+
+    Records of a stream come in order (a source reads a partition by offset, a file
+    by row), so a stream's range runs from its first record to its last: only those
+    two are located, the others cost a dictionary lookup (this runs on every batch).
+    """
+    firsts: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+    lasts: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
     for record in records:
-        stream, index = _locate(record.position)
-        span = spans.get(stream)
-        if span is None:
-            spans[stream] = [stream, index, index]
-        else:
-            span[1], span[2] = min(span[1], index), max(span[2], index)
-    return list(spans.values())
+        position = record.position
+        stream = (position.get("topic"), position.get("partition"), position.get("path"))
+        if stream not in firsts:
+            firsts[stream] = position
+        lasts[stream] = position
+    spans = []
+    for stream, position in firsts.items():
+        name, first = _locate(position)
+        spans.append([name, first, _locate(lasts[stream])[1]])
+    return spans
 
 
 def _valid(entry: Any, size: int) -> bool:
