@@ -144,7 +144,7 @@ class SupervisedProcessor(Processor):
         learner, emit = self.learner, self.emit
         predict_one, learn_one = learner.predict_one, learner.learn_one
         predict_proba_one = learner.predict_proba_one if self._use_proba else None
-        update = self.metric_set.update
+        update, update_labels = self.metric_set.update, self.metric_set.update_labels
         delay, delayed = self.eval.label_delay, self._delayed
         regressor = not self.is_classifier
         outputs: list[Output] = []
@@ -167,7 +167,10 @@ class SupervisedProcessor(Processor):
                 delayed.append((x, y, y_pred, proba))
                 continue
             if y_pred is not None and y_pred != {}:
-                update(y, y_pred, proba)
+                if proba is None:  # the usual case: bound straight to the metrics, no per-metric dispatch
+                    update_labels(y, y_pred)
+                else:
+                    update(y, y_pred, proba)
             learn_one(x, y)
         return outputs
 
