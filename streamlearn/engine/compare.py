@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
-import json
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -282,7 +281,8 @@ def compare(
     log_level, log_json
         The children's logging, as :func:`streamlearn.logs.configure_logging` takes it.
     """
-    from streamlearn.engine.report import plot_curves
+    from streamlearn.engine.report import plot_curves, write_json
+
     if not config_paths:
         raise ValueError("compare needs at least one config")
     input_path = Path(input_path)
@@ -318,18 +318,10 @@ def compare(
         "failed": [r["name"] for r in rows if r["status"] != "ok"],
         "curves": curves,
     }
-    _write_json(report, report_dir / "report.json")
+    write_json(report, report_dir / "report.json")
     (report_dir / "report.html").write_text(render_html(report, report_dir), encoding="utf-8")
     log.info("compare finished", seconds=round(elapsed, 1), failed=report["failed"], report=str(report_dir / "report.html"))
     return report
-
-
-def _write_json(report: dict[str, Any], path: Path) -> None:
-    from streamlearn.engine.report import _json_safe
-
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_json_safe(report), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- the table and the page

@@ -98,7 +98,11 @@ def write_report(report: dict[str, Any], directory: str | os.PathLike) -> Path:
     plotted = plot_curves({learner: report.get("history", [])}, directory / "metrics.png", title=learner)
     if plotted:
         report = {**report, "plots": ["metrics.png"]}
-    path = directory / "report.json"
+    return write_json(report, directory / "report.json")
+
+
+def write_json(report: dict[str, Any], path: Path) -> Path:
+    """Write ``report`` as JSON to ``path`` atomically (temporary name, then rename)."""
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(_json_safe(report), indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
