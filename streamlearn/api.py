@@ -107,12 +107,12 @@ BUILD_BUDGET = 256 << 20
 BUILD_PER_STATE_BYTE = 4
 
 
-def _data_segment() -> int | None:
-    """This process's data segment in bytes (Linux), else None."""
+def proc_status_bytes(field: str) -> int | None:
+    """A size field of ``/proc/self/status`` (``VmData``, ``VmHWM``, ...) in bytes (Linux), else None."""
     try:
         with open("/proc/self/status", encoding="ascii") as f:
             for line in f:
-                if line.startswith("VmData:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -127,7 +127,7 @@ def memory_budget(nbytes: int, what: str) -> Iterator[None]:
     ``ValueError`` naming ``what``. The limit is process-wide while the block runs (other
     threads allocating then share it) and needs Linux; elsewhere nothing is capped.
     """
-    current = _data_segment()
+    current = proc_status_bytes("VmData")
     if current is None:
         yield
         return

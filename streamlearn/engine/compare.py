@@ -99,13 +99,11 @@ def _peak_rss_bytes() -> int:
     process would report that for every learner), ``VmHWM`` belongs to the process's
     own memory map.
     """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    from streamlearn.api import proc_status_bytes
+
+    peak = proc_status_bytes("VmHWM")
+    if peak is not None:
+        return peak
     import resource
     import sys
 
